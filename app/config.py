@@ -1,0 +1,188 @@
+"""Typed settings <-> one TOML file under platformdirs' user config dir.
+
+The dataclasses below are the single source of truth for keys, types and defaults; `assets/default_config.toml`
+documents them (a test keeps the two equal). Unknown keys and bad values raise ConfigError naming the key.
+Command-line overrides use the same path syntax: `--set llm.n_threads=1`."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import platformdirs
+import tomli_w
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+def _opt(default: Any, help: str = "", lo: float | None = None, hi: float | None = None,
+         choices: tuple = ()) -> Any:
+    return field(default=default, metadata={"help": help, "min": lo, "max": hi, "choices": choices})
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    vad: str = _opt("silero-vad", "catalog id of the voice activity detector")
+    turn: str = _opt("smart-turn-v3.2", "catalog id of the end-of-turn model")
+    asr: str = _opt("whisper-tiny.en", "catalog id of the speech recognizer")
+    llm: str = _opt("qwen2.5-coder-0.5b", "catalog id of the language model")
+    tts: str = _opt("piper-joe-medium", "catalog id of the voice engine (piper-joe-medium or kokoro-82m-int8)")
+    voice: str = _opt("af_heart", "Kokoro voice (one of the 28 English voices)")
+    llm_path: str = _opt("", "a GGUF file to use instead of the catalog LLM")
+    asr_path: str = _opt("", "a .nemo file (NeMo cache-aware streaming model) to use as the recognizer")
+    tts_path: str = _opt("", "a Kokoro .pth file for the torch Kokoro engine")
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    n_threads: int = _opt(2, "CPU threads for llama.cpp", 1, 256)
+    n_gpu_layers: int = _opt(0, "layers offloaded to the GPU (-1 = all)", -1, 1000)
+    n_ctx: int = _opt(4096, "context window in tokens", 256, 262144)
+    max_reply_tokens: int = _opt(160, "longest reply in tokens", 8, 4096)
+    temperature: float = _opt(0.0, "sampling temperature (0 = greedy)", 0.0, 2.0)
+    system_prompt: str = _opt("", "system prompt; empty = assets/system_prompt.txt")
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    pause_ms: int = _opt(200, "silence after speech before the end-of-turn check", 50, 2000)
+    max_wait_ms: int = _opt(2000, "reply anyway this long after the user stopped", 200, 10000)
+    min_barge_in_ms: int = _opt(300, "speech must last this long to interrupt a reply", 0, 2000)
+    vad_threshold: float = _opt(0.5, "speech probability threshold", 0.05, 0.95)
+    turn_threshold: float = _opt(0.5, "Smart Turn probability for 'complete'", 0.05, 0.95)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    mode: str = _opt("interleaved", "device scheduling", choices=("interleaved", "concurrent", "sequential"))
+    device_threads: int = _opt(2, "threads the device lane's models use on a CPU-only machine", 1, 256)
+    first_chunk_max_tokens: int = _opt(24, "cap on the first LLM chunk", 4, 256)
+    chunk_tokens: int = _opt(32, "later LLM chunk size", 4, 512)
+    max_chunk_tokens: int = _opt(96, "LLM chunk size when the audio lead is comfortable", 4, 1024)
+    lead_target_ms: int = _opt(1500, "keep at least this much synthesized, unplayed audio", 0, 30000)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    input_device: str = _opt("", "microphone (name or index; empty = system default)")
+    output_device: str = _opt("", "speaker (name or index; empty = system default)")
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    save_transcripts: bool = _opt(False, "write conversation transcripts to the data dir")
+    record_audio: bool = _opt(False, "write conversation audio to the data dir")
+
+
+@dataclass(frozen=True)
+class Config:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+
+def config_path() -> Path:
+    return Path(platformdirs.user_config_dir("cadence")) / "config.toml"
+
+
+def _coerce(key: str, value: Any, typ: type, meta: dict) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if typ is str and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # device indices may be given as numbers
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
+    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value!r} is out of range [{lo}, {hi}]")
+    if choices and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _section(cls: type, key: str, raw: Any, base: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a table [{key}]")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    changes = {}
+    for name, value in raw.items():
+        if name not in known:
+            raise ConfigError(f"unknown key {key}.{name} (known: {', '.join(known)})")
+        changes[name] = _coerce(f"{key}.{name}", value, hints[name], known[name].metadata)
+    return dataclasses.replace(base, **changes)
+
+
+def from_dict(raw: dict, base: Config | None = None) -> Config:
+    """Overlay a parsed TOML dict on `base` (default: the built-in defaults), validating every key."""
+    base = base or Config()
+    changes = {}
+    for name, value in raw.items():
+        section = next((f for f in fields(Config) if f.name == name), None)
+        if section is None:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(f.name for f in fields(Config))})")
+        changes[name] = _section(type(getattr(base, name)), name, value, getattr(base, name))
+    cfg = dataclasses.replace(base, **changes)
+    s = cfg.scheduler
+    if not s.first_chunk_max_tokens <= s.max_chunk_tokens or not s.chunk_tokens <= s.max_chunk_tokens:
+        raise ConfigError("scheduler.max_chunk_tokens: must be at least first_chunk_max_tokens and chunk_tokens")
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def parse_override(text: str) -> dict:
+    """'llm.n_threads=1' -> {'llm': {'n_threads': 1}}; the value is read as TOML, else as a plain string."""
+    path, sep, value = text.partition("=")
+    section, dot, key = path.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return {section: {key: parsed}}
+
+
+def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the config file (if it exists), then `--set` overrides."""
+    path = path or config_path()
+    cfg = Config()
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        cfg = from_dict(raw, cfg)
+    for text in overrides:
+        cfg = from_dict(parse_override(text), cfg)
+    return cfg
+
+
+def save(cfg: Config, path: Path | None = None) -> Path:
+    """Write the whole config atomically."""
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(tomli_w.dumps(to_dict(cfg)), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(key, default, help) for every setting: used by `cadence config show --defaults` and the docs test."""
+    out = []
+    for section in fields(Config):
+        for f in fields(type(getattr(Config(), section.name))):
+            out.append((f"{section.name}.{f.name}", f.default, f.metadata.get("help", "")))
+    return out
