@@ -3,6 +3,7 @@ them as one line and exits with EXIT_USER; anything else is a bug."""
 from __future__ import annotations
 
 from app.config import ConfigError
+from engines.audio_io import AudioFormatError
 from engines.store import ModelError
 
 EXIT_USER = 2
@@ -13,4 +14,4 @@ class InputError(ValueError):
 
 
 # Everything the CLI reports as one clear line.
-UserError = (ConfigError, ModelError, InputError, KeyError, FileNotFoundError)
+UserError = (ConfigError, ModelError, InputError, AudioFormatError, KeyError, FileNotFoundError)

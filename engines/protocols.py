@@ -1,0 +1,96 @@
+"""The small protocols every engine implements. Each call is one bounded step (one VAD frame, one Smart Turn
+call, one ASR chunk, N LLM tokens, one TTS segment) so the scheduler can interleave them; engines know nothing
+about threads or scheduling. Audio is float32 mono numpy arrays; input audio is always 16 kHz."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+SAMPLE_RATE = 16_000  # every input-side engine works at 16 kHz mono float32
+
+
+@runtime_checkable
+class Vad(Protocol):
+    """Speech probability per frame of `frame_samples` samples at 16 kHz, stateful across frames."""
+
+    frame_samples: int
+
+    def probability(self, frame: np.ndarray) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+@runtime_checkable
+class TurnDetector(Protocol):
+    """Probability that the user's turn is complete, from the audio of the whole current turn."""
+
+    def probability_complete(self, turn_audio: np.ndarray) -> float: ...
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """Streaming speech recognition of one utterance: start, accept chunks, read partials, finish."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def accept(self, chunk: np.ndarray) -> None: ...
+
+    def partial(self) -> str: ...
+
+    def finish(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationStep:
+    text: str  # the text produced by this step (may be empty while a multi-byte character is pending)
+    tokens: int  # tokens generated in this step
+    finished: bool  # end of generation reached (end-of-generation token or the length limit)
+
+
+@runtime_checkable
+class Generation(Protocol):
+    """One reply being generated; the KV cache is kept between steps, so a step never re-runs the prompt."""
+
+    prompt_tokens: int  # tokens in the prompt
+    reused_tokens: int  # of those, how many came from the cached prefix (not evaluated again)
+
+    def prefill(self) -> None: ...  # evaluate the prompt now (optional; step() does it if needed)
+
+    def step(self, max_tokens: int) -> GenerationStep: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    name: str
+
+    def start(self, messages: Sequence[Message], max_tokens: int = 256) -> Generation: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    samples: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@runtime_checkable
+class Synthesizer(Protocol):
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[AudioChunk]: ...
