@@ -1,0 +1,55 @@
+"""The model catalog is consistent with what ships: every entry resolves, installed files match their hashes,
+and every default the config names exists with the right kind."""
+from __future__ import annotations
+
+import pytest
+
+from app.config import Config
+from engines import store
+from engines.catalog import KINDS, load_catalog
+
+CATALOG = load_catalog()
+
+
+def test_ids_unique_and_kinds_valid():
+    assert len(CATALOG) >= 10
+    assert all(entry.kind in KINDS for entry in CATALOG.values())
+
+
+@pytest.mark.parametrize("kind", ["vad", "turn", "asr", "llm", "tts", "voice"])
+def test_every_kind_has_an_embedded_default(kind):
+    assert any(e.default and e.pinned for e in CATALOG.values() if e.kind == kind)
+
+
+def test_config_defaults_name_catalog_models_of_the_right_kind():
+    models = Config().models
+    for kind in ("vad", "turn", "asr", "llm", "tts"):
+        assert CATALOG[getattr(models, kind)].kind == kind
+
+
+def test_hub_models_name_a_repo_and_file_and_are_not_defaults():
+    hub = [e for e in CATALOG.values() if e.source.type == "hub"]
+    assert {e.kind for e in hub} >= {"asr", "llm", "tts"}  # the big GPU models a user with internet gets
+    assert all(e.source.repo.count("/") == 1 and e.source.file and not e.default for e in hub)
+
+
+@pytest.mark.parametrize("entry", [e for e in CATALOG.values() if e.source.type == "package" and e.default],
+                         ids=lambda e: e.id)
+def test_package_files_resolve_in_the_installed_packages(entry):
+    for f in entry.files:
+        for at in f.parts or (f.at,):
+            path = store._locate(at)
+            assert path is not None and path.is_file(), f"{entry.id}: {at} not found in the installed packages"
+        if f.parts:
+            assert sum(store._locate(p).stat().st_size for p in f.parts) == f.size
+        else:
+            assert store._locate(f.at).stat().st_size == f.size
+
+
+@pytest.mark.parametrize("model_id", store.default_ids())
+def test_installed_defaults_match_their_sha256(model_id):
+    entry = CATALOG[model_id]
+    assert store.verify(entry) == []
+    assert store.status(entry) == store.Status.VERIFIED
+    files = store.ensure(model_id)
+    assert set(files.paths) == {f.name for f in entry.files}

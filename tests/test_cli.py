@@ -1,0 +1,94 @@
+"""The `cadence` command line as a user runs it: help, models, config, exit codes, one-line errors, offline."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from engines.catalog import load_catalog
+from tests.conftest import run_cli
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cadence: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_help_lists_commands():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("models", "config"):
+        assert command in proc.stdout
+
+
+def test_models_list_shows_every_model_with_status():
+    proc = run_cli("models", "list")
+    assert proc.returncode == 0
+    for model_id in load_catalog():
+        assert model_id in proc.stdout
+    assert "verified" in proc.stdout and "missing" in proc.stdout  # hub models are not embedded
+
+
+def test_models_verify_passes_on_the_installed_defaults():
+    proc = run_cli("models", "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 problem(s)" in proc.stdout
+
+
+def test_models_verify_fails_on_a_corrupt_model(empty_model_cache):
+    assert run_cli("models", "install", "kokoro-82m-int8").returncode == 0
+    path = next((empty_model_cache / "cadence" / "models" / "kokoro-82m-int8").glob("*.onnx"))
+    with open(path, "r+b") as fh:
+        fh.seek(5000)
+        fh.write(b"\0\0\0\0")
+    proc = run_cli("models", "verify", "kokoro-82m-int8")
+    assert proc.returncode == 1
+    assert "kokoro-82m-int8: FAILED" in proc.stdout and "cadence models install --force" in proc.stdout
+
+
+def test_models_verify_reports_a_missing_model(empty_model_cache):
+    proc = run_cli("models", "verify", "kokoro-82m-int8")
+    assert proc.returncode == 1 and "cadence models install kokoro-82m-int8" in proc.stdout
+
+
+def test_unknown_model_is_one_clear_line():
+    assert_one_line_error(run_cli("models", "install", "gpt-5"), "gpt-5")
+
+
+def test_bad_config_names_the_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[llm]\nthreads = 2\n")
+    assert_one_line_error(run_cli("--config", str(cfg), "config", "show"), "llm.threads")
+    assert_one_line_error(run_cli("--set", "llm.n_threads=-1", "config", "show"), "llm.n_threads")
+
+
+def test_config_init_writes_the_documented_defaults(isolated_dirs):
+    proc = run_cli("config", "init")
+    assert proc.returncode == 0
+    path = isolated_dirs / "XDG_CONFIG_HOME" / "cadence" / "config.toml"
+    assert path.is_file() and "[scheduler]" in path.read_text()
+    shown = run_cli("--set", "llm.n_threads=1", "config", "show")
+    assert "n_threads = 1" in shown.stdout
+
+
+def test_usage_error_exit_code():
+    proc = run_cli("models")
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is not installed")
+def test_models_commands_work_without_network(empty_model_cache):
+    """No network namespace at all: list, install (from the installed packages) and verify still work."""
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.fail("unshare -n is not permitted here; run the tests as root (CI does)")
+    offline = ("unshare", "-n")
+    assert run_cli("models", "install", "kokoro-82m-int8", prefix=offline).returncode == 0
+    proc = run_cli("models", "verify", "kokoro-82m-int8", prefix=offline)
+    assert proc.returncode == 0 and "kokoro-82m-int8: verified" in proc.stdout
+    assert "kokoro-82m-int8" in run_cli("models", "list", prefix=offline).stdout
