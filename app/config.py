@@ -61,10 +61,11 @@ class TurnConfig:
 class SchedulerConfig:
     mode: str = _opt("interleaved", "device scheduling", choices=("interleaved", "concurrent", "sequential"))
     device_threads: int = _opt(2, "threads the device lane's models use on a CPU-only machine", 1, 256)
-    first_chunk_max_tokens: int = _opt(24, "cap on the first LLM chunk", 4, 256)
+    first_chunk_max_tokens: int = _opt(24, "cap on the first LLM chunk (it stops earlier at a clause end)", 4, 256)
     chunk_tokens: int = _opt(32, "later LLM chunk size", 4, 512)
     max_chunk_tokens: int = _opt(96, "LLM chunk size when the audio lead is comfortable", 4, 1024)
-    lead_target_ms: int = _opt(1500, "keep at least this much synthesized, unplayed audio", 0, 30000)
+    lead_target_s: float = _opt(1.5, "keep at least this much synthesized, unplayed audio", 0.0, 30.0)
+    lead_comfortable_s: float = _opt(3.0, "above this audio lead, LLM chunks grow", 0.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def from_dict(raw: dict, base: Config | None = None) -> Config:
     s = cfg.scheduler
     if not s.first_chunk_max_tokens <= s.max_chunk_tokens or not s.chunk_tokens <= s.max_chunk_tokens:
         raise ConfigError("scheduler.max_chunk_tokens: must be at least first_chunk_max_tokens and chunk_tokens")
+    if s.lead_comfortable_s < s.lead_target_s:
+        raise ConfigError("scheduler.lead_comfortable_s: must be at least lead_target_s")
     return cfg
 
 
