@@ -1,0 +1,99 @@
+"""Outputs of the turn-taking state machine: what the session should do next.
+
+The session turns these into scheduler work units, playback commands, history updates and log
+records. ``LogEvent`` carries timings and counts only, never words of the conversation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class StartTranscription:
+    """Start ASR for a new user turn on the audio from ``from_t`` onward."""
+
+    turn_id: int
+    from_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueTranscription:
+    """The user resumed after a pause: continue ``previous_turn_id``'s ASR as ``turn_id``.
+
+    The final transcript of ``turn_id`` must cover the whole user turn, from ``from_t`` (the start
+    of the turn's first speech), not only the speech after the pause.
+    """
+
+    turn_id: int
+    previous_turn_id: int
+    from_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class FinishTranscription:
+    """The user paused: finalize the turn's transcript (answered by ``TranscriptFinal``)."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartTurnDetection:
+    """Run Smart Turn on the CPU lane over the whole turn's audio since ``from_t``."""
+
+    turn_id: int
+    from_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpeculativeReply:
+    """Prefill the LLM with the user's final ``text`` (and score end-of-utterance) before commit."""
+
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitReply:
+    """The speculative reply proceeds: generate and speak it."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply:
+    """Cancel the turn's LLM and TTS work units."""
+
+    turn_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPlayback:
+    """Drop the turn's reply audio that has not been played yet."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendHistory:
+    """Add a message to the chat history (the assistant's text is what the user heard)."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """A timing/event record: ``detail`` is ``key=value`` pairs, never conversation words."""
+
+    kind: str
+    detail: str = ""
+
+
+Action = (
+    StartTranscription | ContinueTranscription | FinishTranscription | StartTurnDetection
+    | StartSpeculativeReply | CommitReply | CancelReply | FlushPlayback | AppendHistory | LogEvent
+)
