@@ -260,7 +260,8 @@ def test_duplicate_and_out_of_order_segments_keep_play_order():
 
 def test_barge_in_while_speaking_cuts_history_at_played_text():
     s, out = run([SpeechStarted(3.0), Tick(3.3), Tick(3.49)], speaking(played_s=3.0))
-    assert s.phase is Phase.SPEAKING and out == []  # not yet known to have lasted 0.3 s
+    assert s.phase is Phase.SPEAKING  # not yet known to have lasted 0.3 s...
+    assert out == [a.PausePlayback(1)]  # ...but the agent holds its voice at once
     s, out = run([Tick(3.5)], s)
     heard = "Mount Kilimanjaro is the tallest. It rises almost"  # 3.0 s of 2 + 2 s: mid second segment
     assert out[:3] == [a.CancelReply(1, "barge_in"), a.FlushPlayback(1),
@@ -278,7 +279,7 @@ def test_barge_in_confirmed_by_speech_stopped_with_duration():
 
 def test_barge_in_while_responding_before_any_audio():
     s, out = run([SpeechStarted(1.6), Tick(2.1)], committed())
-    assert out[:3] == [a.CancelReply(1, "barge_in"), a.FlushPlayback(1),
+    assert out[:4] == [a.PausePlayback(1), a.CancelReply(1, "barge_in"), a.FlushPlayback(1),
                        a.AppendHistory("assistant", "", interrupted=True)]
     assert s.phase is Phase.USER_SPEAKING
 
@@ -289,6 +290,8 @@ def test_short_noise_during_reply_does_not_interrupt():
     assert not of(out, a.CancelReply) and not of(out, a.FlushPlayback)
     assert s.phase is Phase.SPEAKING and s.turn_id == 1 and s.barge_in_at is None
     assert [x.kind for x in of(out, a.LogEvent)] == ["noise_ignored"]
+    assert of(out, a.PausePlayback) == [a.PausePlayback(1)] and of(out, a.ResumePlayback) == [a.ResumePlayback(1)]
+    assert out.index(a.PausePlayback(1)) < out.index(a.ResumePlayback(1))
 
 
 def test_noise_with_vad_duration_below_min_does_not_interrupt():

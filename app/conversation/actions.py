@@ -77,6 +77,20 @@ class FlushPlayback:
 
 
 @dataclass(frozen=True, slots=True)
+class PausePlayback:
+    """Hold the reply's audio at once (speech started during the reply; it may still be a noise)."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlayback:
+    """Go on playing the held reply (the speech was too short to be an interruption)."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class AppendHistory:
     """Add a message to the chat history (the assistant's text is what the user heard)."""
 
@@ -95,5 +109,6 @@ class LogEvent:
 
 Action = (
     StartTranscription | ContinueTranscription | FinishTranscription | StartTurnDetection
-    | StartSpeculativeReply | CommitReply | CancelReply | FlushPlayback | AppendHistory | LogEvent
+    | StartSpeculativeReply | CommitReply | CancelReply | FlushPlayback | PausePlayback | ResumePlayback
+    | AppendHistory | LogEvent
 )

@@ -204,7 +204,9 @@ def _on_speech_started(s: ConversationState, ev: e.SpeechStarted) -> Result:
         return _fresh(s, Phase.USER_SPEAKING, turn_id=turn_id, user_started_at=s.user_started_at), actions
     if s.phase in (Phase.RESPONDING, Phase.SPEAKING) and s.barge_in_at is None:
         s = replace(s, barge_in_at=ev.t)
-        return _interrupt(s, ev.t) if s.settings.min_barge_in_s <= 0 else (s, ())
+        if s.settings.min_barge_in_s <= 0:
+            return _interrupt(s, ev.t)
+        return s, (a.PausePlayback(s.turn_id),)  # silent at once; resumed if it was only a noise
     return s, ()
 
 
@@ -219,7 +221,8 @@ def _on_speech_stopped(s: ConversationState, ev: e.SpeechStopped) -> Result:
     if s.phase in (Phase.RESPONDING, Phase.SPEAKING) and s.barge_in_at is not None:
         lasted = ev.speech_s if ev.speech_s is not None else ev.t - s.settings.pause_s - s.barge_in_at
         if lasted < s.settings.min_barge_in_s:
-            return replace(s, barge_in_at=None), (_log("noise_ignored", speech_s=lasted),)
+            return replace(s, barge_in_at=None), (
+                a.ResumePlayback(s.turn_id), _log("noise_ignored", speech_s=lasted))
         s, actions = _interrupt(s, ev.t)
         s, more = _on_speech_stopped(s, ev)
         return s, actions + more
