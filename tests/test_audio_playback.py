@@ -65,3 +65,15 @@ def test_headless_device_runs_at_real_time_and_records_one_clock():
     onset = int(np.argmax(rec[:, 1] > 0))
     # the waveform onset and the reported playback time are the same instant on the block clock
     assert abs(dev.clock.sample_time(onset) - first.t_out) < 1e-9
+
+
+def test_pause_holds_audio_and_resume_goes_on_where_it_stopped():
+    buf = PlaybackBuffer(16000)
+    buf.push(1, np.arange(1, 1001, dtype=np.float32) / 1000, 16000)
+    buf.read(100)
+    buf.pause()
+    out, notes = buf.read(100)
+    assert not out.any() and notes == [] and buf.lead_s() == 900 / 16000
+    buf.resume()
+    out, _ = buf.read(1)
+    assert out[0] == np.float32(101 / 1000)

@@ -32,6 +32,7 @@ class PlaybackBuffer:
         self._head = 0  # samples of queue[0] already played
         self._played: dict[int, int] = {}  # turn -> samples played
         self._queued = 0  # samples waiting
+        self._paused = False
 
     def push(self, turn: int, samples: np.ndarray, sample_rate: int) -> float:
         """Queue reply audio; returns its duration in seconds."""
@@ -49,7 +50,7 @@ class PlaybackBuffer:
         notes: dict[int, PlaybackNote] = {}
         pos = 0
         with self._lock:
-            while pos < frames and self._queue:
+            while pos < frames and self._queue and not self._paused:
                 turn, audio = self._queue[0]
                 take = min(frames - pos, len(audio) - self._head)
                 out[pos:pos + take] = audio[self._head:self._head + take]
@@ -83,9 +84,19 @@ class PlaybackBuffer:
                     keep.append((t, audio))
             if self._queue and (turn is None or self._queue[0][0] == turn):
                 self._head = 0
+            self._paused = False
             self._queue = keep
             self._queued -= dropped
         return dropped / self.sample_rate
+
+    def pause(self) -> None:
+        """Hold playback (silence out, queued audio kept) until resume()."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
 
     def lead_s(self) -> float:
         """Seconds of audio queued but not yet played (the audio lead)."""
