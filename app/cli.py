@@ -10,8 +10,10 @@ from app import config as config_mod
 from app.errors import UserError, EXIT_USER
 from app.commands import models as models_cmd
 from app.commands import config as config_cmd
+from app.commands import say as say_cmd
+from app.commands import transcribe as transcribe_cmd
 
-COMMANDS = [models_cmd, config_cmd]
+COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -186,11 +186,11 @@ class InterleavedStream:
         meta = {**self._meta, "step": step, "max_tokens": max_tokens}
 
         def run(token: CancelToken) -> UnitResult:
-            out = self._produce(max_tokens, token)
+            out, extra = _unwrap(self._produce(max_tokens, token))
             if (not isinstance(out, tuple) or len(out) != 2 or not isinstance(out[0], str)):
                 raise TypeError(f"produce must return (str, bool), got {out!r}")
             text, finished = out[0], bool(out[1])
-            return UnitResult((text, finished, max_tokens), {"chars": len(text), "finished": finished})
+            return UnitResult((text, finished, max_tokens), {**extra, "chars": len(text), "finished": finished})
 
         return WorkUnit(run, stage=self._stages[0], turn=self.turn, priority=self._priorities[0],
                         lane=self._lane, label=f"{self._label or self._stages[0]}#{step}", meta=meta)
@@ -199,8 +199,9 @@ class InterleavedStream:
         meta = {**self._meta, "segment_index": index, "chars": len(segment)}
 
         def run(token: CancelToken) -> UnitResult:
-            media_s = float(self._render(segment, token))
-            return UnitResult((index, segment, media_s), {"media_s": media_s})
+            out, extra = _unwrap(self._render(segment, token))
+            media_s = float(out)
+            return UnitResult((index, segment, media_s), {**extra, "media_s": media_s})
 
         return WorkUnit(run, stage=self._stages[1], turn=self.turn, priority=self._priorities[1],
                         lane=self._lane, label=f"{self._label or self._stages[1]}#{index}", meta=meta)
@@ -308,3 +309,8 @@ def _call_safely(callback: Callable[..., Any], *args: Any) -> None:
         callback(*args)
     except Exception:
         log.exception("stream callback %r failed", callback)
+
+
+def _unwrap(out: Any) -> tuple[Any, dict]:
+    """produce/render may return a UnitResult to add metadata to their span."""
+    return (out.value, dict(out.meta)) if isinstance(out, UnitResult) else (out, {})

@@ -103,6 +103,14 @@ class PlaybackBuffer:
         with self._lock:
             return self._queued / self.sample_rate
 
+    def queued_s(self, turn: int) -> float:
+        """Seconds of this turn's audio still waiting to be played."""
+        with self._lock:
+            waiting = sum(len(audio) for t, audio in self._queue if t == turn)
+            if self._queue and self._queue[0][0] == turn:
+                waiting -= self._head
+            return waiting / self.sample_rate
+
     def played_s(self, turn: int) -> float:
         with self._lock:
             return self._played.get(turn, 0) / self.sample_rate

@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 WINDOW_S = 0.010
+FLOOR_DB = -55.0  # quieter than this is silence
+BELOW_PEAK_DB = 30.0  # speech ends where the level stays this far under its peak
+GAP_S = 1.0  # a longer silence separates two utterances
 
 
 def envelope_db(x: np.ndarray, rate: int) -> np.ndarray:
@@ -18,18 +21,22 @@ def envelope_db(x: np.ndarray, rate: int) -> np.ndarray:
     return 20 * np.log10(np.maximum(rms, 1e-10))
 
 
-def speech_end_s(channel: np.ndarray, rate: int, before_s: float, floor_db: float = -45.0,
-                 below_peak_db: float = 30.0, lookback_s: float = 15.0) -> float | None:
-    """End of the last stretch of sound before `before_s`: the last 10 ms window louder than both an absolute
-    floor and `below_peak_db` under the loudest window of the stretch looked at."""
+def speech_end_s(channel: np.ndarray, rate: int, before_s: float, lookback_s: float = 30.0) -> float | None:
+    """End of the last utterance before `before_s`, as an editor user would mark it. The utterance is the last
+    stretch of sound above a low floor (pauses under `GAP_S` inside it); its end is the end of the last 10 ms window
+    within `BELOW_PEAK_DB` of the utterance's loudest window, so quiet and loud recordings are judged alike and the
+    answer does not depend on how much silence surrounds it."""
     start = max(0.0, before_s - lookback_s)
-    seg = channel[int(start * rate): int(before_s * rate)]
-    env = envelope_db(seg, rate)
-    if len(env) == 0:
+    env = envelope_db(channel[int(start * rate): int(before_s * rate)], rate)
+    above_floor = np.nonzero(env > FLOOR_DB)[0]
+    if len(above_floor) == 0:
         return None
-    threshold = max(floor_db, env.max() - below_peak_db)
-    loud = np.nonzero(env > threshold)[0]
-    return None if len(loud) == 0 else start + (loud[-1] + 1) * WINDOW_S
+    gaps = np.nonzero(np.diff(above_floor) > GAP_S / WINDOW_S)[0]
+    first = above_floor[gaps[-1] + 1] if len(gaps) else above_floor[0]
+    rough = above_floor[-1]
+    threshold = max(FLOOR_DB, env[first:rough + 1].max() - BELOW_PEAK_DB)
+    loud = np.nonzero(env[: rough + 1] > threshold)[0]
+    return start + (loud[-1] + 1) * WINDOW_S
 
 
 def onset_s(channel: np.ndarray, rate: int, after_s: float, floor_db: float = -60.0) -> float | None:

@@ -1,0 +1,82 @@
+"""One spoken reply: the LLM generation and the TTS voice wired into the scheduler's interleaved stream.
+
+`produce` asks the generation for a bounded number of tokens; for the first chunk it stops as soon as the segmenter
+can cut a first speakable segment, so the first TTS call starts on a short clause. `render` synthesizes one segment
+into the playback buffer and reports when its first audio was ready. Nothing here knows about turn-taking."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from app.audio.playback import PlaybackBuffer
+from app.conversation.segmenter import split
+from engines.protocols import Generation, Synthesizer
+from scheduler import CancelToken, InterleavedStream, Priority, Scheduler, StreamSummary, UnitResult
+
+FIRST_CHUNK_STEP = 2  # tokens per inner step while looking for the first clause
+
+
+class Reply:
+    def __init__(self, scheduler: Scheduler, turn: int, generation: Generation, tts: Synthesizer,
+                 playback: PlaybackBuffer, *, on_segment: Callable[[int, str, float], None],
+                 on_finished: Callable[[StreamSummary], None], on_error: Callable[[BaseException], None]):
+        self.turn = turn
+        self.generation = generation
+        self.tts = tts
+        self.playback = playback
+        self._text = ""  # everything produced so far
+        self._first_cut = False
+        self.first_token_at: float | None = None
+        self.stream = InterleavedStream(
+            scheduler, turn, produce=self._produce, split=split, render=self._render, lead=playback.lead_s,
+            produce_stage="llm", render_stage="tts", produce_priority=Priority.LLM, render_priority=Priority.TTS,
+            on_segment_rendered=on_segment, on_finished=on_finished, on_error=on_error)
+
+    def start(self) -> "Reply":
+        self.stream.start()
+        return self
+
+    def cancel(self) -> None:
+        self.stream.cancel(wait=False)
+
+    def _produce(self, max_tokens: int, token: CancelToken) -> UnitResult:
+        had_token = self.first_token_at is not None
+        text, finished, tokens = self._generate(max_tokens, token)
+        meta = {"tokens": tokens}
+        if not had_token and self.first_token_at is not None:
+            meta["first_token_at"] = self.first_token_at
+        return UnitResult((text, finished), meta)
+
+    def _generate(self, max_tokens: int, token: CancelToken) -> tuple[str, bool, int]:
+        if self._first_cut:
+            step = self.generation.step(max_tokens)
+            self._note(step.text)
+            return step.text, step.finished, step.tokens
+        parts, used, finished = [], 0, False
+        while used < max_tokens and not finished and not token.cancelled:
+            step = self.generation.step(min(FIRST_CHUNK_STEP, max_tokens - used))
+            used += max(step.tokens, 1)
+            finished = step.finished
+            parts.append(step.text)
+            self._note(step.text)
+            if split(self._text, first=True, final=False)[0]:
+                self._first_cut = True
+                break
+        return "".join(parts), finished, used
+
+    def _note(self, text: str) -> None:
+        if text and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self._text += text
+
+    def _render(self, segment: str, token: CancelToken) -> UnitResult | float:
+        started = time.perf_counter()
+        first_audio_s = None
+        media_s = 0.0
+        for chunk in self.tts.synthesize(segment):
+            if token.cancelled:
+                break
+            if first_audio_s is None:
+                first_audio_s = time.perf_counter() - started
+            media_s += self.playback.push(self.turn, chunk.samples, chunk.sample_rate)
+        return UnitResult(media_s, {"first_audio_s": first_audio_s})

@@ -1,0 +1,97 @@
+"""Per-turn stage latencies, computed from the span log alone.
+
+For the turn whose reply was committed (all times on the perf_counter session clock):
+- asr: VAD stop (the user paused for `pause_s`) -> final transcript ready (the `asr-finish` unit finished)
+- turn: VAD stop -> Smart Turn verdict (the `turn` unit finished)
+- llm_first_token: the reply's first LLM unit queued (the commit) -> first token text produced
+  (the prompt was prefilled speculatively before that; if the prefill was still running, the wait counts)
+- tts_first_audio: the first TTS unit queued -> its first audio chunk
+- v2v: end of the user's speech -> the agent's first sample played (what the user experiences, including the
+  `pause_s` the VAD waits before calling the pause, as the reference agents count it)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from app.conversation import actions as a
+from app.conversation import events as e
+from scheduler import Scheduler, Span
+
+STAGES = ("asr", "turn", "llm_first_token", "tts_first_audio", "v2v")
+
+
+def _first(spans: list[Span], pred) -> Span | None:
+    hits = [s for s in spans if pred(s)]
+    return min(hits, key=lambda s: s.queued_at) if hits else None
+
+
+def stage_latencies(spans: list[Span]) -> dict[str, float | None]:
+    """Milliseconds per stage for one turn's spans (None where the turn never got there)."""
+    speech = _first(spans, lambda s: s.stage == "user_speech")
+    stop_at = speech.meta.get("stop_at") if speech else None
+    out: dict[str, float | None] = dict.fromkeys(STAGES)
+    asr = _first(spans, lambda s: s.stage == "asr" and s.label == "asr-finish" and s.status == "ok")
+    turn = _first(spans, lambda s: s.stage == "turn" and s.status == "ok")
+    if stop_at is not None and asr:
+        out["asr"] = (asr.finished_at - stop_at) * 1000
+    if stop_at is not None and turn:
+        out["turn"] = (turn.finished_at - stop_at) * 1000
+    produce = [s for s in spans if s.stage == "llm" and s.label != "prefill"]
+    token_at = next((s.meta["first_token_at"] for s in produce if "first_token_at" in s.meta), None)
+    if produce and token_at is not None:
+        out["llm_first_token"] = (token_at - min(s.queued_at for s in produce)) * 1000
+    tts = _first(spans, lambda s: s.stage == "tts" and s.status == "ok" and s.meta.get("first_audio_s") is not None)
+    if tts and tts.started_at is not None:
+        out["tts_first_audio"] = (tts.started_at - tts.queued_at + tts.meta["first_audio_s"]) * 1000
+    play = _first(spans, lambda s: s.stage == "playback")
+    if speech and play:
+        out["v2v"] = (play.started_at - speech.finished_at) * 1000
+    return out
+
+
+@dataclass
+class TurnRecord:
+    turn: int
+    transcript: str = ""
+    reply: str = ""  # what the user heard
+    interrupted: bool = False
+    stages_ms: dict[str, float | None] = field(default_factory=dict)
+    user_speech_end: float | None = None  # session clock
+    first_audio_at: float | None = None
+    barge_in_ms: float | None = None  # speech onset -> agent silent, for an interrupted reply
+
+
+class TurnCollector:
+    """Observes a session; when a reply ends (finished or interrupted) it builds that turn's record from the
+    spans and hands it to listeners (headless report, UI graphs). Keeps texts in memory only."""
+
+    def __init__(self, scheduler: Scheduler):
+        self.scheduler = scheduler
+        self.records: list[TurnRecord] = []
+        self.listeners: list[Callable[[TurnRecord], None]] = []
+        self._transcripts: dict[int, str] = {}
+        self._committed: int | None = None
+
+    def __call__(self, item) -> None:
+        if isinstance(item, e.TranscriptFinal):
+            self._transcripts[item.turn_id] = item.text
+        elif isinstance(item, a.CommitReply):
+            self._committed = item.turn_id
+        elif isinstance(item, a.AppendHistory) and item.role == "assistant" and self._committed is not None:
+            self._close(self._committed, item.text, item.interrupted)
+            self._committed = None
+
+    def _close(self, turn: int, reply: str, interrupted: bool) -> None:
+        spans = self.scheduler.spans.for_turn(turn)
+        record = TurnRecord(turn, self._transcripts.pop(turn, ""), reply, interrupted, stage_latencies(spans))
+        speech = _first(spans, lambda s: s.stage == "user_speech")
+        play = _first(spans, lambda s: s.stage == "playback")
+        record.user_speech_end = speech.finished_at if speech else None
+        record.first_audio_at = play.started_at if play else None
+        if interrupted:
+            barge = [s for s in self.scheduler.spans.for_turn(turn) if s.stage == "barge_in"]
+            record.barge_in_ms = barge[0].run_s * 1000 if barge else None
+        self.records.append(record)
+        for listener in self.listeners:
+            listener(record)
