@@ -12,8 +12,9 @@ from app.commands import models as models_cmd
 from app.commands import config as config_cmd
 from app.commands import say as say_cmd
 from app.commands import transcribe as transcribe_cmd
+from app.commands import headless as headless_cmd
 
-COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd]
+COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

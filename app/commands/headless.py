@@ -1,0 +1,108 @@
+"""`cadence headless` and `cadence demo`: a conversation fed from WAV files (or a script of turns) at real-time
+pace through the same session the desktop app runs; prints each turn and the latency table, and on request writes
+the stereo recording (left = user, right = agent) and a JSON report."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.errors import InputError
+from app.paths import asset
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("headless", help="talk to Cadence with WAV files instead of a microphone")
+    p.add_argument("inputs", nargs="*", metavar="INPUT.wav", help="user turns, one per file, in order")
+    p.add_argument("--script", metavar="CONV.json", help="a multi-turn script (WAVs or texts, pauses, barge-ins)")
+    p.add_argument("--out", metavar="OUT.wav", help="write the conversation: left = user, right = agent")
+    p.add_argument("--report", metavar="REPORT.json", help="write per-turn texts and latencies as JSON")
+    p.add_argument("--pause", type=float, default=1.0, help="seconds of quiet after each reply (default 1.0)")
+    p.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    p.set_defaults(func=cmd_headless)
+    d = sub.add_parser("demo", help="a short headless demo conversation on the bundled demo audio")
+    d.add_argument("--out", metavar="OUT.wav")
+    d.add_argument("--report", metavar="REPORT.json")
+    d.set_defaults(func=cmd_demo, inputs=[], script=str(asset("demo/demo.json")), pause=1.0, timeout=600.0)
+
+
+def user_voice_synthesizer(cfg):
+    """A voice unlike the agent's for scripted text turns: Kokoro, with a voice the agent does not use."""
+    from app.engine_factory import build_tts
+
+    tts = build_tts(cfg, "kokoro-82m-int8", voice="am_michael" if cfg.models.voice != "am_michael" else "bm_george")
+
+    def synthesize(text: str, voice: str):
+        import numpy as np
+
+        from engines.audio_io import resample
+
+        if voice:
+            tts.set_voice(voice)
+        chunks = [resample(c.samples, c.sample_rate, 16000) for c in tts.synthesize(text)]
+        if not chunks:
+            raise InputError(f"script text {text!r} produced no speech")
+        return np.concatenate(chunks)
+
+    return synthesize
+
+
+def _turns(args, cfg):
+    from app.headless.script import ScriptTurn, load_turns, parse_script
+
+    if args.script and args.inputs:
+        raise InputError("give WAV inputs or --script, not both")
+    if args.script:
+        script = parse_script(Path(args.script))
+    elif args.inputs:
+        script = [ScriptTurn(wav=path, pause_after=args.pause) for path in args.inputs]
+    else:
+        raise InputError("give at least one INPUT.wav, or --script CONV.json")
+    needs_voice = any(turn.text for turn in script)
+    return load_turns(script, user_voice_synthesizer(cfg) if needs_voice else None)
+
+
+def cmd_headless(args) -> int:
+    from app.cli import load_config
+    from app.engine_factory import build_engines
+    from app.headless.report import build_report, summary_table, write_report
+    from app.headless.runner import run_conversation
+    from engines.audio_io import write_audio
+
+    cfg = load_config(args)
+    for path in (args.out, args.report):
+        if path and not Path(path).parent.exists():
+            raise InputError(f"{path}: the folder does not exist")
+    turns = _turns(args, cfg)  # bad input fails here, before any model loads
+    engines = build_engines(cfg, lambda msg: print(f"[{msg}]", file=sys.stderr))
+    print(f"[talking: {len(turns)} user turn(s), {sum(len(t.audio) for t in turns) / 16000:.1f} s of speech]",
+          file=sys.stderr)
+    result = run_conversation(engines, cfg, turns, timeout_s=args.timeout)
+    report = build_report(result)
+    for turn in report["turns"]:
+        cut = " [interrupted]" if turn["interrupted"] else ""
+        print(f"user:  {turn['transcript']}")
+        print(f"agent: {turn['reply']}{cut}")
+        print(f"       v2v {_ms(turn['v2v_ms'])} (waveform {_ms(turn['v2v_waveform_ms'])})")
+    print()
+    print(summary_table(report))
+    for note in report["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    if report["v2v_disagreeing_turns"]:
+        print(f"note: span and waveform V2V disagree by more than {report['v2v_agreement_ms']:.0f} ms on turn(s) "
+              f"{report['v2v_disagreeing_turns']}", file=sys.stderr)
+    if args.out:
+        write_audio(args.out, result.stereo, result.rate)
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.report:
+        write_report(report, Path(args.report))
+        print(f"wrote {args.report}", file=sys.stderr)
+    return 0 if result.records else 1
+
+
+def cmd_demo(args) -> int:
+    return cmd_headless(args)
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
