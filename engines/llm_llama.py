@@ -1,0 +1,396 @@
+"""LLM engine on llama.cpp (llama-cpp-python's low-level API): chunked generation over one KV cache.
+
+The generator keeps a mirror of the tokens in the context's KV cache. A new prompt is compared with it and only
+the differing suffix is evaluated (the conversation-prefix cache across turns); a cancelled or speculative reply
+just leaves tokens that the next prompt truncates away. Steps sample one token per decode and pause between
+chunks with nothing to redo. End of generation is the vocabulary's end-of-generation set (`llama_vocab_is_eog`).
+The text end-of-utterance score is log10 P(end-of-message token) after the user's text, read from the same
+prefill that evaluates the reply's prompt (see docs/engines-llm.md)."""
+from __future__ import annotations
+
+import codecs
+import ctypes
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Sequence
+
+import llama_cpp
+import numpy as np
+
+from engines.chat_template import ChatTemplate
+from engines.protocols import GenerationStep, Message
+
+_LN10 = math.log(10.0)
+
+
+class LlmLoadError(ValueError):
+    """The model file cannot be loaded by llama.cpp (missing, not GGUF, truncated, unsupported)."""
+
+
+# ---- llama.cpp logging: nothing on stderr; errors kept to explain a failed load -------------
+
+_log_tail: deque[str] = deque(maxlen=20)
+_log_level = [0]
+
+
+@llama_cpp.llama_log_callback
+def _log_sink(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+    if level != 5:  # 5 continues the previous message
+        _log_level[0] = level
+    if _log_level[0] == 4:  # GGML_LOG_LEVEL_ERROR (3 is WARN, 2 INFO, 1 DEBUG)
+        line = text.decode("utf-8", "replace").strip()
+        if line:
+            _log_tail.append(line)
+
+
+def _quiet_logs() -> None:
+    llama_cpp.llama_log_set(_log_sink, ctypes.c_void_p(0))
+
+
+def _check_gguf(path: Path) -> None:
+    if not path.is_file():
+        raise LlmLoadError(f"LLM model file not found: {path}")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise LlmLoadError(f"{path} is not a GGUF model file (llama.cpp needs GGUF)")
+
+
+_backend_ready = [False]
+
+
+def _meta(model: llama_cpp.llama_model_p, key: str) -> str:
+    buf = ctypes.create_string_buffer(1 << 16)
+    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    if n >= len(buf):
+        buf = ctypes.create_string_buffer(n + 1)
+        n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode("utf-8", "replace") if n >= 0 else ""
+
+
+def _load(path: Path, n_gpu_layers: int, repack: bool, n_ctx: int, n_batch: int, n_threads: int):
+    """Model and context through the C API (llama_cpp.Llama cannot turn weight repacking off)."""
+    _check_gguf(path)
+    _quiet_logs()
+    if not _backend_ready[0]:
+        llama_cpp.llama_backend_init()
+        _backend_ready[0] = True
+    _log_tail.clear()
+    mp = llama_cpp.llama_model_default_params()
+    mp.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
+    mp.use_extra_bufts = repack
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
+    if not model:
+        raise LlmLoadError(f"llama.cpp cannot load {path}: {' | '.join(_log_tail) or 'unknown error'}")
+    cp = llama_cpp.llama_context_default_params()
+    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, n_batch, n_batch, 1
+    cp.n_threads = cp.n_threads_batch = n_threads
+    cp.no_perf = True
+    ctx = llama_cpp.llama_init_from_model(model, cp)
+    if not ctx:
+        llama_cpp.llama_model_free(model)
+        raise LlmLoadError(f"llama.cpp cannot create a context for {path}: {' | '.join(_log_tail) or 'unknown'}")
+    return model, ctx
+
+
+class LlamaGeneration:
+    """One reply. Stages: nothing evaluated → head (the prompt up to the user's text; the EOU score is known)
+    → whole prompt (ready to sample) → steps. A newer `start()` on the same generator supersedes it."""
+
+    def __init__(self, gen: LlamaGenerator, head: list[int], tail: list[int], max_tokens: int):
+        self._gen, self._head, self._prompt = gen, head, head + tail
+        self._end = tail[0]  # the template's end-of-message token (a stop token too when it is special)
+        self._end_stops = gen._is_end(self._end) or bool(llama_cpp.llama_vocab_is_control(gen._vocab, self._end))
+        self.prompt_tokens = len(self._prompt)
+        self.reused_tokens = 0  # known after prefill
+        self.max_tokens = max(0, min(max_tokens, gen.n_ctx - self.prompt_tokens))
+        self.generated: list[int] = []
+        self.finished = False
+        self.finish_reason = ""  # "eog" | "length" | "cancelled" | "superseded"
+        self.prefill_s = 0.0  # wall time spent evaluating the prompt
+        self._stage = 0
+        self._evaluated = 0
+        self._eou: float | None = None
+        self._logits: np.ndarray | None = None  # for the first token
+        self._pending: int | None = None  # sampled, not yet in the KV cache
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def _active(self) -> bool:
+        if not self.finished and self._gen._owner is not self:
+            self.finished, self.finish_reason = True, "superseded"
+        return not self.finished
+
+    def eou_score(self) -> float:
+        """log10 P(end-of-message | the prompt up to the user's text): ≈ 0 when complete, < −5 for a fragment."""
+        if self._eou is None:
+            if not self._active():
+                raise RuntimeError("this generation was cancelled or superseded before its prefill")
+            t0 = time.perf_counter()
+            last = len(self._head) - 1
+            rows, start = self._gen._sync(self._head, {last})
+            self._evaluated += len(self._head) - start
+            self._eou = self._gen._log10_p(rows[last], self._end)
+            self._stage = 1
+            self.prefill_s += time.perf_counter() - t0
+        return self._eou
+
+    def prefill(self) -> None:
+        """Evaluate the prompt (reusing the cached prefix); the EOU score comes from the same decode."""
+        if self._stage == 2 or not self._active():
+            return
+        t0 = time.perf_counter()
+        h, p = len(self._head) - 1, self.prompt_tokens - 1
+        rows, start = self._gen._sync(self._prompt, {p} if self._eou is not None else {h, p})
+        self._evaluated += self.prompt_tokens - start
+        self.reused_tokens = max(0, self.prompt_tokens - self._evaluated)
+        if self._eou is None:
+            self._eou = self._gen._log10_p(rows[h], self._end)
+        self._logits, self._stage = rows[p], 2
+        self.prefill_s += time.perf_counter() - t0
+
+    def step(self, max_tokens: int) -> GenerationStep:
+        """Up to `max_tokens` more tokens; each costs one single-token decode (none for the prompt again)."""
+        if not self._active():
+            return GenerationStep("", 0, True)
+        if self.max_tokens == 0:
+            self.finished, self.finish_reason = True, "length"
+            self._release()
+            return GenerationStep("", 0, True)
+        self.prefill()
+        gen, parts, n = self._gen, [], 0
+        while n < max_tokens and len(self.generated) < self.max_tokens:
+            if self._pending is not None:
+                logits = gen._decode_one(self._pending)
+                self._pending = None
+            else:
+                logits = self._logits
+            token = gen._choose(logits)
+            if gen._is_end(token) or (token == self._end and self._end_stops):
+                self.finished, self.finish_reason = True, "eog"
+                break
+            self.generated.append(token)
+            self._pending, n = token, n + 1
+            parts.append(self._utf8.decode(gen._piece(token)))
+        if not self.finished and len(self.generated) >= self.max_tokens:
+            self.finished, self.finish_reason = True, "length"
+        if self.finished:  # a character cut off by the length limit is dropped, not shown as U+FFFD
+            self._release()
+        return GenerationStep("".join(parts), n, self.finished)
+
+    def cancel(self) -> None:
+        if not self.finished:
+            self.finished, self.finish_reason = True, "cancelled"
+        self._release()
+
+    def _release(self) -> None:
+        if self._gen._owner is self:
+            self._gen._owner = None
+
+
+class LlamaGenerator:
+    """A GGUF chat model on llama.cpp. One context, one sequence: one generation at a time (a new `start()` or
+    `end_of_utterance_score()` supersedes the running one)."""
+
+    def __init__(self, model_path: str | Path, *, n_threads: int = 2, n_gpu_layers: int = 0, n_ctx: int = 4096,
+                 chat_format: str | None = None, seed: int | None = None, temperature: float = 0.0,
+                 top_k: int = 40, n_batch: int = 512, repack: bool = False, name: str | None = None):
+        """`n_gpu_layers` −1 offloads every layer (CUDA builds). `repack` enables llama.cpp's CPU weight repacking
+        (extra buffer types); off by default: with it, batched decodes crash this build on AMX CPUs."""
+        path = Path(model_path)
+        self._model, self._ctx = _load(path, n_gpu_layers, repack, n_ctx, n_batch, n_threads)
+        self.name = name or path.stem
+        self.temperature, self.top_k = temperature, top_k
+        self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._n_batch = n_batch
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._rng = np.random.default_rng(seed)
+        self._pieces: dict[int, bytes] = {}
+        self._cache: list[int] = []  # the tokens in the KV cache, in order
+        self._last: np.ndarray | None = None  # logits after the last cached token, when known
+        self._owner: LlamaGeneration | None = None
+        self.decode_calls = 0  # llama_decode calls, and tokens they evaluated (for tests and metrics)
+        self.decoded_tokens = 0
+        self._bos_text = self._token_text(llama_cpp.llama_vocab_bos(self._vocab))
+        eos_text = self._token_text(llama_cpp.llama_vocab_eos(self._vocab))
+        source = _meta(self._model, "tokenizer.chat_template")
+        self.template = ChatTemplate.from_metadata({"tokenizer.chat_template": source}, chat_format or None,
+                                                   self._bos_text, eos_text)
+
+    @classmethod
+    def from_catalog(cls, model_id: str, **kw) -> LlamaGenerator:
+        """Load a catalog LLM through the model store (verified files; ModelError when missing or corrupt)."""
+        from engines.store import ModelCorrupt, ensure
+
+        files = ensure(model_id)
+        if files.entry.kind != "llm":
+            raise ValueError(f"{model_id!r} is a {files.entry.kind} model, not an LLM")
+        kw.setdefault("chat_format", files.entry.chat_format or None)
+        kw.setdefault("name", model_id)
+        try:
+            return cls(files.file(), **kw)
+        except LlmLoadError as exc:
+            raise ModelCorrupt(model_id, str(exc), f"cadence models install --force {model_id}") from None
+
+    # ---- public API ---------------------------------------------------------------------------------------
+
+    def start(self, messages: Sequence[Message], max_tokens: int = 256) -> LlamaGeneration:
+        """A reply to `messages` (the last one is the user's). Nothing is evaluated until prefill/step/eou_score."""
+        head_text, tail_text = self.template.split(messages)
+        add_bos = not (self._bos_text and head_text.startswith(self._bos_text))
+        head, tail = self._tokenize(head_text, add_bos), self._tokenize(tail_text, False)
+        if not head or not tail:
+            raise ValueError("the chat template produced an empty prompt part")
+        if len(head) + len(tail) >= self.n_ctx:
+            raise ValueError(f"prompt of {len(head) + len(tail)} tokens does not fit the context ({self.n_ctx})")
+        self._owner = LlamaGeneration(self, head, tail, max_tokens)
+        return self._owner
+
+    def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float:
+        """log10 P(end-of-message token | the conversation up to the user's text). Leaves the prompt head in the
+        cache, so a following `start()` of the same messages only evaluates the assistant header."""
+        return self.start(messages_until_user_text, 0).eou_score()
+
+    def reset(self) -> None:
+        """Forget the KV cache (the next prompt is evaluated cold)."""
+        self._owner = None
+        self._truncate(0)
+
+    def set_sampling(self, temperature: float, seed: int | None = None) -> None:
+        """Temperature 0 is greedy; above it, top-k sampling from a generator seeded with `seed`."""
+        self.temperature = temperature
+        self._rng = np.random.default_rng(seed)
+
+    def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
+        llama_cpp.llama_set_n_threads(self._ctx, n_threads, n_threads_batch or n_threads)
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._cache)
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            llama_cpp.llama_model_free(self._model)
+            self._ctx = self._model = None
+            self._owner = None
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_ctx", None) is not None:
+                self.close()
+        except Exception:  # interpreter shutdown: the bindings may already be gone
+            pass
+
+    # ---- KV cache ------------------------------------------------------------------------------------------
+
+    def _tokenize(self, text: str, add_bos: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 4
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, True)
+        if n < 0:
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, True)
+        return list(buf[:n])
+
+    def _token_text(self, token: int) -> str:
+        return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", "replace") if token >= 0 else ""
+
+    def _sync(self, prompt: list[int], rows: set[int]) -> tuple[dict[int, np.ndarray], int]:
+        """Make the KV cache hold exactly `prompt`, evaluating as little as possible; return the logits after
+        each position in `rows`, and the position evaluation started from (= tokens reused)."""
+        common = 0
+        for a, b in zip(self._cache, prompt):
+            if a != b:
+                break
+            common += 1
+        found: dict[int, np.ndarray] = {}
+        if common == len(self._cache) and common and self._last is not None and common - 1 in rows:
+            found[common - 1] = self._last
+        need = [r for r in rows if r not in found]
+        start = self._truncate(min([common, *need]))
+        out = self._decode(prompt[start:], {r - start for r in need})
+        found.update({r: out[r - start] for r in need})
+        return found, start
+
+    def _truncate(self, n: int) -> int:
+        """Drop cached tokens from position n on; returns where the cache now ends (0 if it had to be cleared)."""
+        if n >= len(self._cache):
+            return len(self._cache)
+        self._last = None
+        if n > 0 and llama_cpp.llama_memory_seq_rm(self._mem, -1, n, -1):
+            del self._cache[n:]
+            return n
+        llama_cpp.llama_memory_clear(self._mem, True)  # recurrent/hybrid models cannot drop a partial suffix
+        self._cache.clear()
+        return 0
+
+    def _decode(self, tokens: list[int], rows: set[int]) -> dict[int, np.ndarray]:
+        """Evaluate `tokens` after the cache (in n_batch chunks); return copies of the logits at `rows`."""
+        out: dict[int, np.ndarray] = {}
+        b = self._batch
+        for i in range(0, len(tokens), self._n_batch):
+            chunk = tokens[i:i + self._n_batch]
+            pos0 = len(self._cache)
+            for j, tok in enumerate(chunk):
+                b.token[j], b.pos[j], b.n_seq_id[j] = tok, pos0 + j, 1
+                b.seq_id[j][0] = 0
+                b.logits[j] = (i + j) in rows
+            b.n_tokens = len(chunk)
+            rc = llama_cpp.llama_decode(self._ctx, b)
+            if rc != 0:
+                llama_cpp.llama_memory_clear(self._mem, True)  # unknown state: start over next time
+                self._cache.clear()
+                self._last = None
+                raise RuntimeError(f"llama_decode failed with code {rc} at position {pos0}")
+            self.decode_calls += 1
+            self.decoded_tokens += len(chunk)
+            self._cache.extend(chunk)
+            for j in range(len(chunk)):
+                if i + j in rows:
+                    ptr = llama_cpp.llama_get_logits_ith(self._ctx, j)
+                    out[i + j] = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
+        if tokens:
+            self._last = out.get(len(tokens) - 1)
+        return out
+
+    def _decode_one(self, token: int) -> np.ndarray:
+        return self._decode([token], {0})[0]
+
+    # ---- tokens --------------------------------------------------------------------------------------------
+
+    def _choose(self, logits: np.ndarray) -> int:
+        if self.temperature <= 0.0:
+            return int(np.argmax(logits))
+        k = min(self.top_k, len(logits)) if self.top_k > 0 else len(logits)
+        ids = np.argpartition(logits, -k)[-k:]
+        z = logits[ids].astype(np.float64) / self.temperature
+        cdf = np.cumsum(np.exp(z - z.max()))
+        return int(ids[min(np.searchsorted(cdf, self._rng.random() * cdf[-1]), k - 1)])
+
+    def _is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def _piece(self, token: int) -> bytes:
+        """The token's bytes (control tokens render as nothing); may be part of a multi-byte character."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    @staticmethod
+    def _log10_p(logits: np.ndarray, token: int) -> float:
+        z = logits.astype(np.float64)
+        m = z.max()
+        return float((z[token] - m - math.log(np.exp(z - m).sum())) / _LN10)
