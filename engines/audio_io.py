@@ -3,6 +3,7 @@
 AudioFormatError with one clear sentence."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFormatError(f"{p}: not a readable audio file ({_reason(exc)})") from None
     if info.frames <= 0:
         raise AudioFormatError(f"{p}: contains no audio samples")
+    _check_not_truncated(p, info.extra_info)
     if not 4000 <= info.samplerate <= 192000:
         raise AudioFormatError(f"{p}: unsupported sample rate {info.samplerate} Hz")
     if info.frames / info.samplerate > MAX_SECONDS:
@@ -61,6 +63,15 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
     clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     sf.write(str(p), clipped, sample_rate, subtype="PCM_16")
     return p
+
+
+def _check_not_truncated(p: Path, log: str) -> None:
+    """libsndfile reads a WAV whose data chunk is cut short without complaint; its log says 'data : N (should
+    be M)'. Fewer bytes than declared means a damaged file (0 and 0xFFFFFFFF placeholders from recorders that
+    never patched the header mean the opposite and are fine)."""
+    m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", log, re.MULTILINE)
+    if m and int(m[2]) < int(m[1]) < 0xFFFFFFF0:
+        raise AudioFormatError(f"{p}: truncated (the header declares {m[1]} bytes of audio, the file holds {m[2]})")
 
 
 def _reason(exc: Exception) -> str:
