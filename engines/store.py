@@ -204,16 +204,16 @@ def ensure(model_id: str) -> ModelFiles:
     entry = get(model_id)
     stamps = _read_stamps(entry)
     paths: dict[str, Path] = {}
+    stale = False
     for name, path, sha, size in _expected(entry):
         if path is None or not path.is_file():
             raise ModelMissing(entry.id, f"{name} is not installed", _fix(entry))
         paths[name] = path
-        if _stamp_ok(stamps, name, path, sha):
-            continue
+        stale |= not _stamp_ok(stamps, name, path, sha)
+    if stale:
         problems = verify(entry)
         if problems:
             raise ModelCorrupt(entry.id, "; ".join(problems), f"cadence models install --force {entry.id}")
-        break
     return ModelFiles(entry, paths)
 
 

@@ -77,3 +77,11 @@ def test_unknown_model_id_lists_known_ids():
     with pytest.raises(KeyError) as err:
         get("no-such-model")
     assert "qwen2.5-coder-0.5b" in str(err.value)
+
+
+def test_ensure_rehashes_unstamped_files_and_returns_all_of_them():
+    model_id = "piper-joe-medium"  # two files, used in place from its package
+    store._stamp_file(get(model_id)).unlink(missing_ok=True)
+    files = store.ensure(model_id)
+    assert set(files.paths) == {"en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"}
+    assert store.status(get(model_id)) == store.Status.VERIFIED
