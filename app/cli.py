@@ -13,8 +13,9 @@ from app.commands import config as config_cmd
 from app.commands import say as say_cmd
 from app.commands import transcribe as transcribe_cmd
 from app.commands import headless as headless_cmd
+from app.commands import bench as bench_cmd
 
-COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd]
+COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd, bench_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +38,27 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
     return config_mod.load(Path(args.config) if args.config else None, args.overrides)
 
 
+GLOBAL_OPTIONS = ("--set", "--config")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """`--set` and `--config` may appear anywhere (`cadence headless a.wav --set llm.n_threads=1`): move them in
+    front of the command, where argparse expects them."""
+    front, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in GLOBAL_OPTIONS and i + 1 < len(argv):
+            front += argv[i:i + 2]
+            i += 2
+            continue
+        (front if arg.split("=", 1)[0] in GLOBAL_OPTIONS else rest).append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(hoist_global_options(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -102,6 +102,10 @@ class LlamaGeneration:
         self._gen, self._head, self._prompt = gen, head, head + tail
         self._end = tail[0]  # the template's end-of-message token (a stop token too when it is special)
         self._end_stops = gen._is_end(self._end) or bool(llama_cpp.llama_vocab_is_control(gen._vocab, self._end))
+        # The text end-of-utterance score reads the logits after the user's last word: before a final "." (the
+        # recognizer adds one at the end of any audio, fragments included), after anything else.
+        self._score_row = len(head) - (2 if len(head) > 1 and head[-1] == gen._period else 1)
+        self._sentence_end = sorted({self._end, *gen._sentence_ends})
         self.prompt_tokens = len(self._prompt)
         self.reused_tokens = 0  # known after prefill
         self.max_tokens = max(0, min(max_tokens, gen.n_ctx - self.prompt_tokens))
@@ -122,15 +126,16 @@ class LlamaGeneration:
         return not self.finished
 
     def eou_score(self) -> float:
-        """log10 P(end-of-message | the prompt up to the user's text): ≈ 0 when complete, < −5 for a fragment."""
+        """log10 P(the user's sentence ends here | the prompt up to their last word): the probability that the
+        next token is a sentence end (. ? ! or the end of the message), read before a final period the recognizer
+        may have added. About 0 for complete requests, below −3 for fragments ("Could you tell me", "ask not")."""
         if self._eou is None:
             if not self._active():
                 raise RuntimeError("this generation was cancelled or superseded before its prefill")
             t0 = time.perf_counter()
-            last = len(self._head) - 1
-            rows, start = self._gen._sync(self._head, {last})
+            rows, start = self._gen._sync(self._head, {self._score_row})
             self._evaluated += len(self._head) - start
-            self._eou = self._gen._log10_p(rows[last], self._end)
+            self._eou = self._gen._log10_p(rows[self._score_row], self._sentence_end)
             self._stage = 1
             self.prefill_s += time.perf_counter() - t0
         return self._eou
@@ -140,12 +145,12 @@ class LlamaGeneration:
         if self._stage == 2 or not self._active():
             return
         t0 = time.perf_counter()
-        h, p = len(self._head) - 1, self.prompt_tokens - 1
+        h, p = self._score_row, self.prompt_tokens - 1
         rows, start = self._gen._sync(self._prompt, {p} if self._eou is not None else {h, p})
         self._evaluated += self.prompt_tokens - start
         self.reused_tokens = max(0, self.prompt_tokens - self._evaluated)
         if self._eou is None:
-            self._eou = self._gen._log10_p(rows[h], self._end)
+            self._eou = self._gen._log10_p(rows[h], self._sentence_end)
         self._logits, self._stage = rows[p], 2
         self.prefill_s += time.perf_counter() - t0
 
@@ -215,6 +220,9 @@ class LlamaGenerator:
         self.decode_calls = 0  # llama_decode calls, and tokens they evaluated (for tests and metrics)
         self.decoded_tokens = 0
         self._bos_text = self._token_text(llama_cpp.llama_vocab_bos(self._vocab))
+        marks = {mark: self._tokenize(mark, False) for mark in (".", "?", "!")}
+        self._sentence_ends = [ids[0] for ids in marks.values() if len(ids) == 1]
+        self._period = marks["."][0] if len(marks["."]) == 1 else -1
         eos_text = self._token_text(llama_cpp.llama_vocab_eos(self._vocab))
         source = _meta(self._model, "tokenizer.chat_template")
         self.template = ChatTemplate.from_metadata({"tokenizer.chat_template": source}, chat_format or None,
@@ -390,7 +398,9 @@ class LlamaGenerator:
         return piece
 
     @staticmethod
-    def _log10_p(logits: np.ndarray, token: int) -> float:
+    def _log10_p(logits: np.ndarray, tokens: int | list[int]) -> float:
+        """log10 of the probability of the next token being any of `tokens`."""
         z = logits.astype(np.float64)
         m = z.max()
-        return float((z[token] - m - math.log(np.exp(z - m).sum())) / _LN10)
+        log_total = math.log(np.exp(z - m).sum())
+        return float((math.log(np.exp(z[tokens] - m).sum()) - log_total) / _LN10)

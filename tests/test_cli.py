@@ -92,3 +92,12 @@ def test_models_commands_work_without_network(empty_model_cache):
     proc = run_cli("models", "verify", "kokoro-82m-int8", prefix=offline)
     assert proc.returncode == 0 and "kokoro-82m-int8: verified" in proc.stdout
     assert "kokoro-82m-int8" in run_cli("models", "list", prefix=offline).stdout
+
+
+def test_global_options_work_after_the_command():
+    from app.cli import hoist_global_options
+
+    assert hoist_global_options(["headless", "a.wav", "--set", "x.y=1", "--config=c.toml"]) == [
+        "--set", "x.y=1", "--config=c.toml", "headless", "a.wav"]
+    shown = run_cli("config", "show", "--set", "llm.n_threads=3")
+    assert shown.returncode == 0 and "n_threads = 3" in shown.stdout

@@ -165,8 +165,18 @@ def test_text_complete_but_audio_incomplete_is_a_disagreement_too():
     assert "reason=disagree_wait" in run([Tick(2.8)], s)[1][-1].detail
 
 
-def test_unsure_text_score_leaves_the_decision_to_audio():
-    assert of(run(user_turn(1, 0.0, p=0.8, score=-3.8))[1], a.CommitReply) == [a.CommitReply(1)]
+def test_unsure_text_score_waits_a_little_longer_when_audio_says_complete():
+    """JFK's "And so my fellow Americans." pause: audio complete, text unsure -> wait uncertain_wait_s (1.0 s)."""
+    s, out = run(user_turn(1, 0.0, p=0.92, score=-1.8) + [Tick(2.19)])  # stopped at 1.2
+    assert not of(out, a.CommitReply)
+    s, out = run([Tick(2.2)], s)
+    assert of(out, a.CommitReply) == [a.CommitReply(1)]
+    assert [x.detail.split()[0] for x in of(out, a.LogEvent)] == ["reason=uncertain_wait"]
+
+
+def test_unsure_text_and_resumed_speech_is_one_turn():
+    s, out = run(user_turn(1, 0.0, p=0.92, score=-1.8) + [Tick(2.0), SpeechStarted(2.1)])
+    assert not of(out, a.CommitReply) and s.phase is Phase.USER_SPEAKING
 
 
 def test_waits_for_text_score_then_audio_alone_decides_after_timeout():
@@ -188,7 +198,7 @@ def test_without_text_signal_audio_verdict_decides_at_once():
 
 
 @pytest.mark.parametrize(
-    "score,opinion", [(-0.01, True), (-2.0, True), (-3.78, None), (-4.5, False), (-7.3, False), (None, None)]
+    "score,opinion", [(-0.01, True), (-1.2, True), (-2.23, None), (-3.0, False), (-7.3, False), (None, None)]
 )
 def test_text_opinion_bands(score, opinion):
     assert text_opinion(score, TurnSettings()) is opinion

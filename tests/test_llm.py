@@ -187,6 +187,10 @@ EOU_PAIRS = [  # (complete, fragment): design.md's table
      "And so my fellow Americans, ask not"),
     ("Set a timer for five minutes.", "Could you tell me"),
     ("What is the tallest mountain in Africa?", "I was wondering if"),
+    # as the recognizer writes them: a period at the end of any audio, fragments included
+    ("Go forward 10 meters.", "Could you tell me."),
+    ("She had your dark suit in greasy wash water all year.", "The weather today is."),
+    ("How tall is it?", "What is the capital of."),
 ]
 
 
@@ -198,8 +202,9 @@ def test_end_of_utterance_score_separates_requests_from_fragments(qwen):
                 t0 = time.perf_counter()
                 scores[text] = qwen.end_of_utterance_score(ask(text))
                 print(f"\neou {scores[text]:6.2f} ({(time.perf_counter() - t0) * 1000:.0f} ms) {text!r}")
-        assert scores[complete] > scores[fragment] + 2, (complete, fragment)
-        assert scores[complete] > -1.5 and scores[fragment] < -3
+    for complete, fragment in EOU_PAIRS:  # the session's bands: complete >= -1.2, uncertain, fragment <= -3
+        assert scores[complete] > scores[fragment] + 1.5, (complete, fragment)
+        assert scores[complete] > -1.2 and scores[fragment] < -2.0, (complete, fragment)
 
 
 def test_eou_score_shares_the_reply_prefill(qwen):

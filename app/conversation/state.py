@@ -31,11 +31,12 @@ class TurnSettings:
 
     pause_s: float = 0.2  # the VAD reports SpeechStopped this long after speech ended
     max_wait_s: float = 2.0  # after SpeechStopped, reply anyway (with a non-empty transcript)
+    uncertain_wait_s: float = 1.0  # after SpeechStopped, reply when audio says complete and the text is unsure
     disagree_wait_s: float = 1.5  # after SpeechStopped, reply when audio and text disagree
     min_barge_in_s: float = 0.3  # speech during a reply must last this long to interrupt; 0: at once
     turn_threshold: float = 0.5  # Smart Turn P(complete) at or above this: audio says complete
-    text_complete_log10: float = -2.0  # text score at or above: text says complete
-    text_fragment_log10: float = -4.5  # text score at or below: text says fragment; between: no opinion
+    text_complete_log10: float = -1.2  # text score at or above: text says complete
+    text_fragment_log10: float = -3.0  # text score at or below: text says fragment; between: unsure
     text_score_wait_s: float | None = 0.5  # after TranscriptFinal, wait this long for a text score
     # (None: expect no text score; the session may also send EndOfUtteranceScore(score=None))
 
@@ -48,8 +49,8 @@ class TurnSettings:
             raise ValueError(f"turn_threshold must be in [0, 1], got {self.turn_threshold}")
         if self.text_fragment_log10 > self.text_complete_log10:
             raise ValueError("text_fragment_log10 must be <= text_complete_log10")
-        if self.disagree_wait_s > self.max_wait_s:
-            raise ValueError("disagree_wait_s must be <= max_wait_s")
+        if not self.uncertain_wait_s <= self.disagree_wait_s <= self.max_wait_s:
+            raise ValueError("need uncertain_wait_s <= disagree_wait_s <= max_wait_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +110,13 @@ def text_opinion(score: float | None, settings: TurnSettings) -> bool | None:
 
 
 def end_of_turn(state: ConversationState, t: float) -> str | None:
-    """Why the paused user's turn ends at ``t`` ("complete", "disagree_wait", "max_wait"), or None.
+    """Why the paused user's turn ends at ``t`` ("complete", "uncertain_wait", "disagree_wait", "max_wait"), or None.
 
     Needs a non-empty final transcript. Then: reply at ``max_wait_s`` after SpeechStopped whatever
     the signals say. Before that, with the audio verdict in (and the text score in, or given up on
-    ``text_score_wait_s`` after the transcript): audio complete and text not a fragment -> reply now;
-    audio and text disagree -> reply at ``disagree_wait_s``; otherwise wait for ``max_wait_s``.
+    ``text_score_wait_s`` after the transcript): with no text score, the audio verdict decides; audio complete
+    and text complete -> reply now; audio complete and text unsure -> reply at ``uncertain_wait_s``; audio and
+    text disagree -> reply at ``disagree_wait_s``; otherwise wait for ``max_wait_s``.
     """
     cfg = state.settings
     if not state.transcript:
@@ -131,9 +133,13 @@ def end_of_turn(state: ConversationState, t: float) -> str | None:
     ):
         return None
     audio = state.audio_probability >= cfg.turn_threshold
+    if state.text_score is None:  # no text signal: the audio verdict alone decides
+        return "complete" if audio else None
     text = text_opinion(state.text_score, cfg)
-    if audio and text is not False:
+    if audio and text is True:
         return "complete"
+    if audio and text is None and waited >= cfg.uncertain_wait_s:
+        return "uncertain_wait"
     if text is not None and text != audio and waited >= cfg.disagree_wait_s:
         return "disagree_wait"
     return None

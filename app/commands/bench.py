@@ -1,0 +1,72 @@
+"""`cadence bench SUBCOMMAND [--json FILE] [--quick]`: latency benchmarks on this machine.
+
+Each sub-command is one module of app/bench/, listed in SUBCOMMANDS (name -> (module, help)); adding a benchmark
+is one line there. A module exposes `run(cfg, args, log) -> dict` and `format_report(result) -> str`, and may
+expose `add_arguments(parser)` for its own options: this file then adds the shared options (--json, --quick), loads
+the config (so `--set` applies), sizes the thread pools, adds the machine figures to the result, prints the report
+and writes the JSON. A module that defines `register(bench_subparsers)` instead builds its own sub-command. Either
+way it must keep heavy imports inside functions (it is imported when the parser is built)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from app.errors import InputError
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "engines": ("app.bench.engines", "per-engine latency: VAD, Smart Turn, ASR finish, LLM first token and "
+                                     "tokens/s, TTS first audio and real-time factor"),
+    "scheduler": ("app.bench.scheduler", "the same replies (real LLM + TTS) through the interleaved, concurrent "
+                                         "and sequential scheduler modes: first audio, total time, underruns"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure engine and scheduler latency on this machine")
+    bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        if hasattr(module, "register"):  # a module that builds its own sub-command (parser, options, func)
+            module.register(bench_sub)
+            continue
+        b = bench_sub.add_parser(name, help=help_text, description=help_text)
+        b.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
+        b.add_argument("--quick", action="store_true",
+                       help="a short smoke run: few repetitions and prompts (not for publishing figures)")
+        add_arguments = getattr(module, "add_arguments", None)
+        if add_arguments is not None:
+            add_arguments(b)
+        b.set_defaults(func=cmd_bench, bench_module=module_name)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def _log(message: str) -> None:
+    print(f"[bench: {message}]", file=sys.stderr, flush=True)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from app.bench import machine_info
+    from app.cli import load_config
+    from scheduler import configure_thread_pools
+
+    cfg = load_config(args)
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise InputError(f"{args.json}: the folder does not exist")
+    configure_thread_pools(cfg.scheduler.device_threads)
+    module = importlib.import_module(args.bench_module)
+    result = module.run(cfg, args, _log)
+    result["machine"] = machine_info(cfg)
+    result["quick"] = bool(args.quick)
+    print(module.format_report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        _log(f"wrote {args.json}")
+    return 0

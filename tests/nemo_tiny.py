@@ -1,0 +1,109 @@
+"""Builds a tiny cache-aware streaming FastConformer transducer (RNNT, or hybrid RNNT+CTC) with random weights and
+saves it as a `.nemo`, entirely offline: the SentencePiece tokenizer is trained on a few sentences at build
+time. The architecture mirrors NeMo's cache-aware streaming configs (8x causal depthwise-striding subsampling,
+chunked-limited attention with several lookaheads, causal convolutions, no feature normalisation), only
+smaller. The weights are random, so the text it produces is meaningless: it exercises plumbing only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "and so my fellow americans ask not what your country can do for you",
+    "ask what you can do for your country",
+    "the quick brown fox jumps over the lazy dog",
+    "she had your dark suit in greasy wash water all year",
+    "one two three four five six seven eight nine ten zero",
+    "please call stella ask her to bring these things with her from the store",
+]
+LOOKAHEADS = [[70, 13], [70, 6], [70, 1], [70, 0]]  # like Nemotron Speech: 1120 / 560 / 160 / 80 ms chunks
+
+
+def train_tokenizer(out_dir: Path, vocab_size: int = 48) -> Path:
+    """A SentencePiece BPE model (`tokenizer.model`) trained on CORPUS in `out_dir`."""
+    import sentencepiece as spm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = out_dir / "corpus.txt"
+    text.write_text("\n".join(CORPUS * 4) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(out_dir / "tokenizer"), vocab_size=vocab_size,
+                                   model_type="bpe", character_coverage=1.0, bos_id=-1, eos_id=-1,
+                                   minloglevel=2)
+    pieces = [line.split("\t")[0] for line in (out_dir / "tokenizer.vocab").read_text(encoding="utf-8").splitlines()]
+    (out_dir / "vocab.txt").write_text("\n".join(pieces) + "\n", encoding="utf-8")  # NeMo registers it too
+    return out_dir
+
+
+def tiny_config(tokenizer_dir: Path, *, hybrid: bool = False, d_model: int = 64, n_layers: int = 2):
+    from omegaconf import OmegaConf
+
+    enc = {
+        "_target_": "nemo.collections.asr.modules.ConformerEncoder",
+        "feat_in": 80, "feat_out": -1, "n_layers": n_layers, "d_model": d_model,
+        "subsampling": "dw_striding", "subsampling_factor": 8, "subsampling_conv_channels": 32,
+        "causal_downsampling": True, "ff_expansion_factor": 2,
+        "self_attention_model": "rel_pos", "n_heads": 4, "att_context_size": LOOKAHEADS,
+        "att_context_style": "chunked_limited", "xscaling": True, "untie_biases": True, "pos_emb_max_len": 5000,
+        "conv_kernel_size": 9, "conv_norm_type": "layer_norm", "conv_context_size": "causal",
+        "dropout": 0.0, "dropout_pre_encoder": 0.0, "dropout_emb": 0.0, "dropout_att": 0.0,
+    }
+    cfg = {
+        "sample_rate": 16000,
+        "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},
+        "model_defaults": {"enc_hidden": d_model, "pred_hidden": 64},
+        "preprocessor": {
+            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+            "sample_rate": 16000, "normalize": "NA", "window_size": 0.025, "window_stride": 0.01,
+            "window": "hann", "features": 80, "n_fft": 512, "log": True, "frame_splicing": 1,
+            "dither": 1e-5, "pad_to": 0, "pad_value": 0.0,
+        },
+        "encoder": enc,
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.RNNTDecoder", "normalization_mode": None,
+            "random_state_sampling": False, "blank_as_pad": True,
+            "prednet": {"pred_hidden": 64, "pred_rnn_layers": 1, "t_max": None, "dropout": 0.0},
+        },
+        "joint": {
+            "_target_": "nemo.collections.asr.modules.RNNTJoint", "log_softmax": None, "preserve_memory": False,
+            "fuse_loss_wer": False, "fused_batch_size": -1,
+            "jointnet": {"joint_hidden": 64, "activation": "relu", "dropout": 0.0},
+        },
+        "decoding": {"strategy": "greedy_batch", "greedy": {"max_symbols": 5}},
+        "loss": {"loss_name": "default"},
+        "optim": None,
+    }
+    if hybrid:
+        cfg["aux_ctc"] = {
+            "ctc_loss_weight": 0.3,
+            "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": None,
+                        "num_classes": -1, "vocabulary": []},
+            "decoding": {"strategy": "greedy"},
+        }
+    return OmegaConf.create(cfg)
+
+
+def build_tiny_nemo(out_dir: str | Path, *, hybrid: bool = False, seed: int = 0) -> Path:
+    """Build, randomly initialise and save the tiny model; returns the `.nemo` path."""
+    import torch
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel, EncDecRNNTBPEModel
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(nemo_logging.ERROR)
+    out = Path(out_dir)
+    torch.manual_seed(seed)
+    cfg = tiny_config(train_tokenizer(out / "tokenizer"), hybrid=hybrid)
+    cls = EncDecHybridRNNTCTCBPEModel if hybrid else EncDecRNNTBPEModel
+    model = cls(cfg=cfg)
+    with torch.no_grad():  # random weights emit a token on almost every frame: spread the joint's logits and
+        last = model.joint.joint_net[-1]  # favour blank (the last class) so a few tokens per second come out
+        last.weight.mul_(4.0)
+        last.bias[-1] = 2.5
+    path = out / ("tiny_hybrid.nemo" if hybrid else "tiny_rnnt.nemo")
+    model.save_to(str(path))
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    print(build_tiny_nemo(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(), hybrid="--hybrid" in sys.argv))
