@@ -29,7 +29,7 @@ QUESTIONS = [
     "Can you suggest a quick breakfast idea?",
 ]
 WARMUP_QUESTION = "Hello, can you hear me?"
-LONG_PROMPT = "Count from one to one hundred, writing every number as a word, separated by commas."
+LONG_PROMPT = "Tell me a long story about a dragon who learns to cook."  # greedy: runs past 64 tokens
 SENTENCES = [
     "The weather should stay sunny for the rest of the week.",
     "Your next meeting starts in about fifteen minutes.",

@@ -1,0 +1,135 @@
+"""`cadence bench engines` and `cadence bench scheduler` as a user runs them (real models, the tiny smollm2-135m
+LLM, `--quick`): the JSON holds every required figure with sensible values; the real-time consumer counts
+underruns exactly; bad options fail with one line before any model loads."""
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+from app.audio.playback import PlaybackBuffer
+from app.bench import installed
+from app.bench.scheduler import BLOCK, MODES, RATE, RealtimePlayer
+from app.commands.bench import SUBCOMMANDS
+from tests.conftest import run_cli, speech_manifest
+
+SMALL_LLM = ("--set", "models.llm=smollm2-135m")
+
+
+def positive_summary(summary: dict) -> None:
+    assert summary["n"] >= 1, summary
+    assert 0 < summary["p50"] <= summary["p90"] <= summary["max"], summary
+
+
+def run_bench(tmp_path, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "bench.json"
+    proc = run_cli(*SMALL_LLM, "bench", *args, "--quick", "--json", str(out), timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(out.read_text(encoding="utf-8")), proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_engines_quick_reports_every_engine(tmp_path):
+    data, stdout = run_bench(tmp_path, "engines")
+    engines = data["engines"]
+    expected = {
+        "silero-vad": ["frame_ms"],
+        "smart-turn-v3.2": ["call_ms"],
+        "whisper-tiny.en": ["finish_ms"],
+        "smollm2-135m": ["first_token_cold_ms", "first_token_cached_ms", "tokens_per_s"],
+        "piper-joe-medium": ["first_audio_ms", "rtf"],
+    }
+    if installed("kokoro-82m-int8"):
+        expected["kokoro-82m-int8"] = ["first_audio_ms", "rtf"]
+    for model_id, metrics in expected.items():
+        assert model_id in engines, sorted(engines)
+        for metric in metrics:
+            positive_summary(engines[model_id]["metrics"][metric])
+            assert metric in stdout
+        assert model_id in stdout
+    assert "qwen2.5-coder-0.5b" not in engines  # --set models.llm replaced the default LLM
+    llm = engines["smollm2-135m"]["metrics"]
+    assert llm["reused_prompt_tokens"]["p50"] > 0  # the cached-prefix figure really reused the system prompt
+    assert llm["first_token_cached_ms"]["p50"] < llm["first_token_cold_ms"]["p50"]
+    durations = {row["file"]: float(row["duration_s"]) for row in speech_manifest()}
+    asr_clips = engines["whisper-tiny.en"]["clips"]
+    assert asr_clips and all(2.5 <= durations[name] <= 3.55 for name in asr_clips), asr_clips
+    assert engines["silero-vad"]["metrics"]["frame_ms"]["n"] == 10 * 16000 // 512  # quick: the first 10 s
+    assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"] and data["quick"] is True
+    assert stdout.startswith("machine: ")
+
+
+@pytest.mark.slow
+def test_bench_scheduler_quick_compares_the_three_modes(tmp_path):
+    data, stdout = run_bench(tmp_path, "scheduler", "--prompts", "1")
+    modes = data["modes"]
+    assert set(modes) == set(MODES)
+    for mode in MODES:
+        m = modes[mode]
+        positive_summary(m["first_audio_ms"])
+        positive_summary(m["total_ms"])
+        assert isinstance(m["underruns"], int) and m["underruns"] >= 0
+        assert m["underrun_gap_ms"] >= 0 and (m["underruns"] > 0) == (m["underrun_gap_ms"] > 0)
+        (reply,) = m["replies"]
+        assert reply["audio_s"] > 0.5 and reply["text"]
+        # the audio is consumed at real-time pace: first to last sample lasts at least as long as the audio
+        assert reply["total_ms"] - reply["first_audio_ms"] >= reply["audio_s"] * 1000 - 40
+        assert mode in stdout
+    assert modes["interleaved"]["lanes"] == modes["sequential"]["lanes"] == ["device"]
+    assert {"device/llm", "device/tts"} <= set(modes["concurrent"]["lanes"])  # stages competing for the cores
+    p50 = {mode: modes[mode]["first_audio_ms"]["p50"] for mode in MODES}
+    assert data["ratio_first_audio_interleaved_vs_concurrent"] == pytest.approx(p50["interleaved"] / p50["concurrent"])
+    texts = {modes[mode]["replies"][0]["text"] for mode in MODES}
+    assert len(texts) == 1, texts  # greedy: the same reply in every mode, so the modes are comparable
+    assert "interleaved / concurrent" in stdout
+
+
+def test_player_counts_gaps_between_first_and_last_sample_only():
+    playback = PlaybackBuffer(RATE)
+    player = RealtimePlayer(playback)  # driven by hand: no thread, no clock
+    track = player.track(7)
+    now = [0.0]
+
+    def tick(push: int = 0) -> None:
+        if push:
+            playback.push(7, np.full(push, 0.1, np.float32), RATE)
+        _, notes = playback.read(BLOCK)
+        player._account(track, notes, now[0])
+        now[0] += BLOCK / RATE
+
+    tick()  # nothing yet: silence before the first audio is not an underrun
+    tick(push=700)  # first audio: 512 samples
+    assert track.first_at == 1 * BLOCK / RATE and track.underruns == 0
+    tick()  # 188 samples, then dry
+    tick()  # a whole dry block
+    tick(push=600)  # audio again: one gap of (512 - 188) + 512 samples
+    assert track.underruns == 1 and track.gap_samples == 512 - 188 + 512
+    tick()  # the last 88 samples, then dry (the end of the reply, not a gap)
+    track.producing_done = True
+    tick()
+    assert track.done.is_set()
+    assert track.underruns == 1 and track.gap_samples == 836
+    assert track.last_at == pytest.approx(5 * BLOCK / RATE + 88 / RATE)
+
+
+def test_every_bench_subcommand_module_has_the_entry_points():
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        assert hasattr(module, "register") or (callable(module.run) and callable(module.format_report)), name
+        assert help_text
+        assert run_cli("bench", name, "--help", timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("bench", "scheduler", "--prompts", "0"), "--prompts"),
+    (("bench", "engines", "--only", "vad,nope"), "nope"),
+    (("bench", "engines", "--json", "/nonexistent-dir/x.json"), "does not exist"),
+])
+def test_bad_options_fail_with_one_line_before_loading_models(args, needle):
+    proc = run_cli(*args, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cadence: error:") and needle in lines[0], proc.stderr
+    assert "[bench:" not in proc.stderr  # nothing was loaded
