@@ -21,11 +21,14 @@ COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd, bench
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cadence",
-        description="Cadence: a local voice assistant that listens, answers and shows its latency.",
+        description="Cadence: a local voice assistant that listens, answers and shows its latency. "
+                    "With no command, opens the desktop window.",
     )
     parser.add_argument("--config", metavar="FILE", help="config file (default: %s)" % config_mod.config_path())
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override one setting for this run, e.g. --set llm.n_threads=1 (repeatable)")
+    parser.add_argument("--screenshot", metavar="FILE.png",
+                        help="open the window, run one demo turn, save a screenshot and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -59,9 +62,10 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(hoist_global_options(sys.argv[1:] if argv is None else list(argv)))
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):  # no command: the desktop window
+        from app.commands.gui import cmd_gui
+
+        args.func = cmd_gui
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -1,92 +1,119 @@
-"""Builds the engines a session needs from the config: catalog ids or user files, thread counts, GPU layers.
+"""The one place that turns the config (catalog ids, user files, threads, GPU layers) into engines. Sessions,
+`cadence say`, `cadence transcribe`, the benchmarks and the settings dialog all build engines here. A wrong id or
+an engine whose optional package is missing raises InputError; a missing or corrupt model raises ModelError.
 Heavy engine modules are imported only when chosen, so `cadence --help` stays fast."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from app.config import Config
-from app.conversation.session import Engines
-from engines.catalog import get
+from app.errors import InputError
+from engines.catalog import ModelEntry, get
 from engines.user_files import check_user_file
 
+if TYPE_CHECKING:
+    from app.conversation.session import Engines
+
 Progress = Callable[[str], None]
+
+
+def _entry(model_id: str, kind: str, what: str) -> ModelEntry:
+    try:
+        entry = get(model_id)
+    except KeyError as exc:
+        raise InputError(exc.args[0]) from None
+    if entry.kind != kind:
+        raise InputError(f"{model_id!r} is not {what} (it is a {entry.kind} model)")
+    return entry
 
 
 def build_vad(cfg: Config):
     from engines.vad_silero import SileroVad
 
-    return SileroVad.from_catalog(cfg.models.vad, threads=1)
+    return SileroVad.from_catalog(_entry(cfg.models.vad, "vad", "a voice activity detector").id, threads=1)
 
 
 def build_turn(cfg: Config):
     from engines.turn_smart import SmartTurn
 
-    return SmartTurn.from_catalog(cfg.models.turn, threads=1)
+    return SmartTurn.from_catalog(_entry(cfg.models.turn, "turn", "an end-of-turn model").id, threads=1)
 
 
 def build_asr(cfg: Config, model_id: str | None = None):
-    threads = cfg.scheduler.device_threads
-    if cfg.models.asr_path and model_id is None:
-        from engines.asr_nemo import NemoStreamingRecognizer
+    """`model_id`, or the config's recognizer (its `.nemo` file when `models.asr_path` is set)."""
+    try:
+        if model_id is None and cfg.models.asr_path:
+            from engines.asr_nemo import NemoStreamingRecognizer
 
-        return NemoStreamingRecognizer.from_user_file(check_user_file("asr", cfg.models.asr_path))
-    model_id = model_id or cfg.models.asr
-    engine = get(model_id).engine
-    if engine == "whisper":
-        from engines.asr_whisper import WhisperRecognizer
+            return NemoStreamingRecognizer.from_user_file(check_user_file("asr", cfg.models.asr_path))
+        entry = _entry(model_id or cfg.models.asr, "asr", "a speech recognizer")
+        threads = cfg.scheduler.device_threads
+        if entry.engine == "whisper":
+            from engines.asr_whisper import WhisperRecognizer
 
-        return WhisperRecognizer.from_catalog(model_id, threads=threads)
-    if engine == "moonshine":
-        from engines.asr_moonshine import MoonshineRecognizer
+            return WhisperRecognizer.from_catalog(entry.id, threads=threads)
+        if entry.engine == "moonshine":
+            from engines.asr_moonshine import MoonshineRecognizer
 
-        return MoonshineRecognizer.from_catalog(model_id, threads=threads)
-    if engine == "nemo":
-        from engines.asr_nemo import NemoStreamingRecognizer
+            return MoonshineRecognizer.from_catalog(entry.id, threads=threads)
+        if entry.engine == "nemo":
+            from engines.asr_nemo import NemoStreamingRecognizer
 
-        return NemoStreamingRecognizer.from_catalog(model_id)
-    raise ValueError(f"models.asr: {model_id!r} is not a speech recognizer")
+            return NemoStreamingRecognizer.from_catalog(entry.id)
+    except ImportError as exc:  # an optional engine's package (extra) is not installed
+        raise InputError(f"this recognizer needs an optional package: {exc} (see the README's extras)") from None
+    raise InputError(f"{entry.id}: no engine for {entry.engine!r}")
 
 
 def build_llm(cfg: Config, model_id: str | None = None):
-    from engines.llm_llama import LlamaGenerator
+    from engines.llm_llama import LlamaGenerator, LlmLoadError
+    from engines.store import ModelError
 
     kw = dict(n_threads=cfg.llm.n_threads, n_gpu_layers=cfg.llm.n_gpu_layers, n_ctx=cfg.llm.n_ctx,
               temperature=cfg.llm.temperature)
-    if cfg.models.llm_path and model_id is None:
-        return LlamaGenerator(check_user_file("llm", cfg.models.llm_path), **kw)
-    model_id = model_id or cfg.models.llm
-    if get(model_id).kind != "llm":
-        raise ValueError(f"models.llm: {model_id!r} is not a language model")
-    return LlamaGenerator.from_catalog(model_id, **kw)
+    if model_id is None and cfg.models.llm_path:
+        path = check_user_file("llm", cfg.models.llm_path)
+        try:
+            return LlamaGenerator(path, **kw)
+        except LlmLoadError as exc:
+            raise ModelError(f"user llm file {str(path)!r}", str(exc), "point models.llm_path at a working GGUF")
+    return LlamaGenerator.from_catalog(_entry(model_id or cfg.models.llm, "llm", "a language model").id, **kw)
 
 
-def build_tts(cfg: Config, model_id: str | None = None, voice: str | None = None):
-    threads = cfg.scheduler.device_threads
+def build_tts(cfg: Config, model_id: str | None = None, voice: str | None = None, explicit_voice: bool = False):
+    """`model_id`, or the config's voice engine (the torch Kokoro on `models.tts_path` when that is set)."""
     voice = voice or cfg.models.voice
-    if cfg.models.tts_path and model_id is None:
-        from engines.tts_kokoro_torch import KokoroTorchSynthesizer
+    threads = cfg.scheduler.device_threads
+    if model_id is None and cfg.models.tts_path:
+        model_id = "kokoro-82m-pth"
+    entry = _entry(model_id or cfg.models.tts, "tts", "a voice engine")
+    try:
+        if entry.engine == "piper":
+            if explicit_voice:
+                raise InputError(f"{entry.id} has a single voice; a voice applies to the Kokoro engines")
+            from engines.tts_piper import PiperSynthesizer
 
-        return KokoroTorchSynthesizer.from_catalog(model_path=check_user_file("tts", cfg.models.tts_path),
-                                                   voice=voice)
-    model_id = model_id or cfg.models.tts
-    engine = get(model_id).engine
-    if engine == "piper":
-        from engines.tts_piper import PiperSynthesizer
+            return PiperSynthesizer.from_catalog(entry.id, threads=threads)
+        if entry.engine == "kokoro_onnx":
+            from engines.tts_kokoro_onnx import KokoroOnnxSynthesizer
 
-        return PiperSynthesizer.from_catalog(model_id, threads=threads)
-    if engine == "kokoro_onnx":
-        from engines.tts_kokoro_onnx import KokoroOnnxSynthesizer
+            return KokoroOnnxSynthesizer.from_catalog(entry.id, voice=voice, threads=threads)
+        if entry.engine == "kokoro_torch":
+            from engines.tts_kokoro_torch import KokoroTorchSynthesizer
 
-        return KokoroOnnxSynthesizer.from_catalog(model_id, voice=voice, threads=threads)
-    if engine == "kokoro_torch":
-        from engines.tts_kokoro_torch import KokoroTorchSynthesizer
-
-        return KokoroTorchSynthesizer.from_catalog(model_id, voice=voice)
-    raise ValueError(f"models.tts: {model_id!r} is not a voice engine")
+            weights = check_user_file("tts", cfg.models.tts_path) if cfg.models.tts_path else None
+            return KokoroTorchSynthesizer.from_catalog(entry.id, model_path=weights, voice=voice)
+    except (ValueError, ImportError) as exc:  # unknown voice, bad voice file, missing `kokoro` extra
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(str(exc)) from None
+    raise InputError(f"{entry.id}: no engine for {entry.engine!r}")
 
 
-def build_engines(cfg: Config, progress: Progress = lambda _msg: None) -> Engines:
+def build_engines(cfg: Config, progress: Progress = lambda _msg: None) -> "Engines":
     """Every engine of a session, loaded in the order a user waits for them least."""
+    from app.conversation.session import Engines
+
     progress("loading the voice activity detector")
     vad = build_vad(cfg)
     progress("loading Smart Turn")

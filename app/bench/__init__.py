@@ -99,3 +99,16 @@ def figures_table(rows: list[tuple[str, str, dict]], first: str = "engine") -> s
         lines.append(f"{name:<{width}}{metric:<{mwidth}}{number(s.get('p50')):>10}{number(s.get('p90')):>10}"
                      f"{s.get('n', 0):>6}")
     return "\n".join(lines)
+
+# The fixed questions both the engine and the scheduler benchmarks ask the language model.
+PROMPTS = [
+    "What is the tallest mountain in Africa?",
+    "How many legs does a spider have?",
+    "What is the capital of Australia?",
+    "Why is the sky blue?",
+    "Who wrote the play Romeo and Juliet?",
+    "How far away is the Moon?",
+    "What is the boiling point of water?",
+    "Can you suggest a quick breakfast idea?",
+]
+WARMUP_PROMPT = "Hello, can you hear me?"

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from app.bench import SPEECH_DIR, Log, figures_table, installed, machine_line, speech_clips, unique
+from app.bench import PROMPTS, SPEECH_DIR, WARMUP_PROMPT, Log, figures_table, installed, machine_line, speech_clips, unique
 from app.config import Config
 from app.metrics.stats import summarize
 
@@ -18,17 +18,7 @@ FRAME = 512  # 32 ms at 16 kHz: one VAD frame, one audio-device block
 ASR_STEP_BLOCKS = 8  # the session offers the recognizer a step every 8 blocks (256 ms)
 VAD_CLIP = "en_silero_test.wav"  # 60 s with many pauses
 TOKENS_PER_RUN = 64  # greedy continuation measured for tokens/s
-QUESTIONS = [
-    "What is the tallest mountain in Africa?",
-    "How many legs does a spider have?",
-    "What is the capital of Australia?",
-    "Why is the sky blue?",
-    "Who wrote the play Romeo and Juliet?",
-    "How far away is the Moon?",
-    "What is the boiling point of water?",
-    "Can you suggest a quick breakfast idea?",
-]
-WARMUP_QUESTION = "Hello, can you hear me?"
+
 LONG_PROMPT = "Tell me a long story about a dragon who learns to cook."  # greedy: runs past 64 tokens
 SENTENCES = [
     "The weather should stay sunny for the rest of the week.",
@@ -119,7 +109,7 @@ def bench_llm(llm, system: str, questions: list[str], throughput_runs: int) -> F
         return llm.start([Message("system", system), Message("user", question)], max_tokens)
 
     llm.reset()
-    ask(WARMUP_QUESTION).step(1)  # warm-up: the weights are paged in, the code paths are hot
+    ask(WARMUP_PROMPT).step(1)  # warm-up: the weights are paged in, the code paths are hot
     cold = []
     for question in questions:
         llm.reset()
@@ -127,7 +117,7 @@ def bench_llm(llm, system: str, questions: list[str], throughput_runs: int) -> F
         ask(question).step(1)
         cold.append(_ms(t0))
     llm.reset()
-    ask(WARMUP_QUESTION).prefill()  # the system prompt is now in the KV cache
+    ask(WARMUP_PROMPT).prefill()  # the system prompt is now in the KV cache
     cached, reused = [], []
     for question in questions:
         t0 = time.perf_counter()
@@ -226,7 +216,7 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
                    clips=[name for name, _ in utterances])
             _close(asr)
     if "llm" in kinds:
-        questions = QUESTIONS[: 2 if quick else len(QUESTIONS)]
+        questions = PROMPTS[: 2 if quick else len(PROMPTS)]
         configured = cfg.models.llm_path or cfg.models.llm
         for model_id in _optional(unique([configured, "smollm2-135m"]), configured, notes):
             log(f"LLM: {model_id}")

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from app.bench import Log, figures_table, machine_line
+from app.bench import PROMPTS, WARMUP_PROMPT, Log, figures_table, machine_line
 from app.config import Config
 from app.metrics.stats import summarize
 
@@ -21,17 +21,7 @@ BLOCK = 512  # samples per device block (32 ms)
 REPLY_TOKENS = 96
 REPLY_TIMEOUT_S = 300.0
 GOAL_RATIO = 0.6  # the goal on a 2-core machine: interleaved first audio <= 0.6 x concurrent, 0 underruns
-PROMPTS = [
-    "What is the tallest mountain in Africa?",
-    "How many legs does a spider have?",
-    "What is the capital of Australia?",
-    "Why is the sky blue?",
-    "Who wrote the play Romeo and Juliet?",
-    "How far away is the Moon?",
-    "What is the boiling point of water?",
-    "Can you suggest a quick breakfast idea?",
-]
-WARMUP_PROMPT = "Hello, can you hear me?"
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +119,7 @@ def play_reply(scheduler, llm, tts, playback, player: RealtimePlayer, system: st
 
     generation = llm.start([Message("system", system), Message("user", prompt)], REPLY_TOKENS)
     errors: list[BaseException] = []
-    reply = Reply(scheduler, turn, generation, tts, playback, on_segment=lambda *_: None,
+    reply = Reply(scheduler, turn, lambda: generation, tts, playback, on_segment=lambda *_: None,
                   on_finished=lambda _summary: None, on_error=errors.append)
     track = player.track(turn)
     track.started_at = t0 = time.perf_counter()

@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                                      "tokens/s, TTS first audio and real-time factor"),
     "scheduler": ("app.bench.scheduler", "the same replies (real LLM + TTS) through the interleaved, concurrent "
                                          "and sequential scheduler modes: first audio, total time, underruns"),
+    "conversation": ("app.bench.conversation", "a spoken session of 20 questions through the real session: "
+                                               "ASR, turn, LLM first token, TTS first audio and V2V"),
 }
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import InputError
-from engines.protocols import Synthesizer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,41 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", metavar="ID", help="catalog id of the voice engine (default: config models.tts)")
     p.add_argument("--voice", metavar="ID", help="Kokoro voice, e.g. af_heart (default: config models.voice)")
     p.set_defaults(func=cmd_say)
-
-
-def synthesizer_for(tts_id: str | None, voice: str | None = None, threads: int = 2, tts_path: str = "",
-                    explicit_voice: bool = False) -> Synthesizer:
-    """The voice engine `tts_id` (None: the torch Kokoro on `tts_path` when set, as in a session); InputError for
-    a bad id or voice, ModelError for a missing or unusable model file."""
-    from engines.catalog import get
-    from engines.user_files import check_user_file
-
-    tts_id = tts_id or ("kokoro-82m-pth" if tts_path else "piper-joe-medium")
-    try:
-        entry = get(tts_id)
-    except KeyError as exc:
-        raise InputError(exc.args[0]) from None
-    if entry.kind != "tts":
-        raise InputError(f"{tts_id!r} is not a voice engine (it is a {entry.kind} model)")
-    try:
-        if entry.engine == "piper":
-            if explicit_voice and voice:
-                raise InputError(f"{tts_id} has a single voice; --voice applies to the Kokoro engines")
-            from engines.tts_piper import PiperSynthesizer
-
-            return PiperSynthesizer.from_catalog(tts_id, threads=threads)
-        if entry.engine == "kokoro_onnx":
-            from engines.tts_kokoro_onnx import KokoroOnnxSynthesizer
-
-            return KokoroOnnxSynthesizer.from_catalog(tts_id, voice=voice or "af_heart", threads=threads)
-        if entry.engine == "kokoro_torch":
-            from engines.tts_kokoro_torch import KokoroTorchSynthesizer
-
-            weights = check_user_file("tts", tts_path) if tts_path else None
-            return KokoroTorchSynthesizer.from_catalog(tts_id, model_path=weights, voice=voice or "af_heart")
-    except (ValueError, ImportError) as exc:  # unknown voice, bad voice file, missing `kokoro` extra
-        raise InputError(str(exc)) from None
-    raise InputError(f"{tts_id}: no engine for {entry.engine!r}")
 
 
 def _check_out(path: Path) -> None:
@@ -79,10 +43,9 @@ def cmd_say(args) -> int:
     if not args.text.strip():
         raise InputError("nothing to say: the text is empty")
     _check_out(out)
-    tts_id = args.engine or (None if config.models.tts_path else config.models.tts)
-    tts = synthesizer_for(tts_id, args.voice or config.models.voice,
-                          threads=config.scheduler.device_threads, tts_path=config.models.tts_path,
-                          explicit_voice=bool(args.voice))
+    from app.engine_factory import build_tts
+
+    tts = build_tts(config, args.engine, args.voice, explicit_voice=bool(args.voice))
     chunks = [c.samples for c in tts.synthesize(args.text)]
     if not chunks:
         raise InputError(f"nothing to say: {args.text!r} has no words to pronounce")

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 
-from app.errors import InputError
 from engines.protocols import SAMPLE_RATE, Recognizer
 
 CHUNK = SAMPLE_RATE // 2  # audio handed to a streaming engine per accept() (0.5 s)
@@ -19,40 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE.wav", help="the recording (WAV, any sample rate, mono or stereo)")
     p.add_argument("--engine", metavar="ID", help="catalog id of the recognizer (default: config models.asr)")
     p.set_defaults(func=cmd_transcribe)
-
-
-def recognizer_for(asr_id: str | None, threads: int = 2, asr_path: str = "") -> Recognizer:
-    """The recognizer `asr_id` (None: the NeMo engine on `asr_path`); InputError for an id that is not a
-    recognizer, ModelError when its model is missing or unusable."""
-    from engines.catalog import get
-
-    if asr_id is None and asr_path:
-        from engines.asr_nemo import NemoStreamingRecognizer
-
-        return NemoStreamingRecognizer.from_user_file(asr_path)
-    asr_id = asr_id or "whisper-tiny.en"
-    try:
-        entry = get(asr_id)
-    except KeyError as exc:
-        raise InputError(exc.args[0]) from None
-    if entry.kind != "asr":
-        raise InputError(f"{asr_id!r} is not a speech recognizer (it is a {entry.kind} model)")
-    try:
-        if entry.engine == "whisper":
-            from engines.asr_whisper import WhisperRecognizer
-
-            return WhisperRecognizer.from_catalog(asr_id, threads=threads)
-        if entry.engine == "moonshine":
-            from engines.asr_moonshine import MoonshineRecognizer
-
-            return MoonshineRecognizer.from_catalog(asr_id, threads=threads)
-        if entry.engine == "nemo":
-            from engines.asr_nemo import NemoStreamingRecognizer
-
-            return NemoStreamingRecognizer.from_catalog(asr_id)
-    except ImportError as exc:  # an optional engine's package is not installed
-        raise InputError(f"{asr_id}: {exc}") from None
-    raise InputError(f"{asr_id}: no engine for {entry.engine!r}")
 
 
 def transcribe(recognizer: Recognizer, audio: np.ndarray) -> str:
@@ -75,8 +40,9 @@ def cmd_transcribe(args) -> int:
 
     config = load_config(args)
     audio = read_audio(args.file)  # bad input fails before a model is loaded
-    asr_id = args.engine or (None if config.models.asr_path else config.models.asr)
-    recognizer = recognizer_for(asr_id, threads=config.scheduler.device_threads, asr_path=config.models.asr_path)
+    from app.engine_factory import build_asr
+
+    recognizer = build_asr(config, args.engine)
     text = transcribe(recognizer, audio)
     if not text:
         print(f"{args.file}: no speech recognised", file=sys.stderr)

@@ -17,11 +17,11 @@ FIRST_CHUNK_STEP = 2  # tokens per inner step while looking for the first clause
 
 
 class Reply:
-    def __init__(self, scheduler: Scheduler, turn: int, generation: Generation, tts: Synthesizer,
+    def __init__(self, scheduler: Scheduler, turn: int, generation: Callable[[], Generation], tts: Synthesizer,
                  playback: PlaybackBuffer, *, on_segment: Callable[[int, str, float], None],
                  on_finished: Callable[[StreamSummary], None], on_error: Callable[[BaseException], None]):
         self.turn = turn
-        self.generation = generation
+        self._generation = generation  # the prefill unit creates it on the device lane, before the first step
         self.tts = tts
         self.playback = playback
         self._text = ""  # everything produced so far
@@ -48,13 +48,14 @@ class Reply:
         return UnitResult((text, finished), meta)
 
     def _generate(self, max_tokens: int, token: CancelToken) -> tuple[str, bool, int]:
+        generation = self._generation()
         if self._first_cut:
-            step = self.generation.step(max_tokens)
+            step = generation.step(max_tokens)
             self._note(step.text)
             return step.text, step.finished, step.tokens
         parts, used, finished = [], 0, False
         while used < max_tokens and not finished and not token.cancelled:
-            step = self.generation.step(min(FIRST_CHUNK_STEP, max_tokens - used))
+            step = generation.step(min(FIRST_CHUNK_STEP, max_tokens - used))
             used += max(step.tokens, 1)
             finished = step.finished
             parts.append(step.text)

@@ -171,7 +171,12 @@ class Session:
     def _on_vad(self, handle, t_start: float, t_end: float) -> None:
         if handle.exception() is not None:
             return
-        self.vad_state, events = vad_step(self.vad_state, float(handle.result()), t_start, t_end)
+        probability = float(handle.result())
+        pause_onset = (self.vad_state.speaking and probability < self.vad_state.settings.off_threshold
+                       and self.vad_state.last_speech_end >= t_start)
+        self.vad_state, events = vad_step(self.vad_state, probability, t_start, t_end)
+        if pause_onset and self._asr_turn is not None:
+            self._feed_asr(finish=False, at_pause=True)
         for event in events:
             if isinstance(event, e.SpeechStopped):
                 self._end_user_speech(event)
@@ -232,7 +237,10 @@ class Session:
         self._submit(turn, "asr", Priority.ASR, start, label="asr-start")
         self._feed_asr(finish=False)
 
-    def _feed_asr(self, finish: bool) -> None:
+    def _feed_asr(self, finish: bool, at_pause: bool = False) -> None:
+        """Hand the buffered speech to the recognizer in one device-lane unit. At the onset of a pause it also
+        decodes what it has (so `finish()` has little left) and warms the LLM's cache with that text (so the
+        speculative prefill after the pause evaluates only a few tokens)."""
         chunks, self._asr_pending, self._blocks_since_feed = self._asr_pending, [], 0
         asr, turn = self.engines.asr, self._asr_turn
 
@@ -241,15 +249,33 @@ class Session:
                 asr.accept(chunk)
             if finish:
                 return UnitResult(asr.finish(), {"final": True})
-            if getattr(asr, "wants_step", lambda: False)():
-                asr.step()
+            if at_pause or getattr(asr, "wants_step", lambda: False)():
+                if hasattr(asr, "step"):
+                    asr.step()
+                return UnitResult(asr.partial() if at_pause else None, {"at_pause": at_pause})
             return None
 
         def done(handle) -> None:
-            if finish and handle.state.name == "DONE":
+            if handle.state.name != "DONE":
+                return
+            if finish:
                 self.post(e.TranscriptFinal(self.scheduler.clock(), turn, handle.result()))
+            elif at_pause and handle.result():
+                self._warm_cache(turn, handle.result())
 
-        self._submit(turn, "asr", Priority.ASR, feed, on_done=done, label="asr-finish" if finish else "asr")
+        label = "asr-finish" if finish else "asr-pause" if at_pause else "asr"
+        self._submit(turn, "asr", Priority.ASR, feed, on_done=done, label=label)
+
+    def _warm_cache(self, turn: int, text: str) -> None:
+        """Evaluate the prompt up to the user's words so far (thread-safe: only submits a unit)."""
+        llm, messages = self.engines.llm, self._messages(text)
+
+        def run(tok: CancelToken) -> None:
+            generation = llm.start(messages, 1)
+            if hasattr(generation, "eou_score"):
+                generation.eou_score()
+
+        self._submit(turn, "llm", Priority.LLM, run, label="warm-cache")
 
     def _do_FinishTranscription(self, act: a.FinishTranscription) -> None:
         self._feed_asr(finish=True)
@@ -274,10 +300,14 @@ class Session:
         return [Message(m["role"], m["content"]) for m in chat]
 
     def _do_StartSpeculativeReply(self, act: a.StartSpeculativeReply) -> None:
-        generation = self.engines.llm.start(self._messages(act.text), self.settings.max_reply_tokens)
-        self._speculation[act.turn_id] = generation
+        # The generation is created on the device lane, like every other LLM call (the model is not thread-safe,
+        # and a later start() supersedes an earlier one in queue order, not in the order threads call it).
+        llm, messages, slot = self.engines.llm, self._messages(act.text), {}
+        self._speculation[act.turn_id] = slot
+        max_tokens = self.settings.max_reply_tokens
 
         def run(tok: CancelToken) -> UnitResult:
+            generation = slot["generation"] = llm.start(messages, max_tokens)
             generation.prefill()
             score = generation.eou_score() if hasattr(generation, "eou_score") else None
             return UnitResult(score, {"prompt_tokens": generation.prompt_tokens,
@@ -291,10 +321,10 @@ class Session:
 
     def _do_CommitReply(self, act: a.CommitReply) -> None:
         turn = act.turn_id
-        generation = self._speculation.pop(turn)
+        slot = self._speculation.pop(turn)
         clock = self.scheduler.clock
         self._replies[turn] = Reply(
-            self.scheduler, turn, generation, self.engines.tts, self.playback,
+            self.scheduler, turn, lambda: slot["generation"], self.engines.tts, self.playback,
             on_segment=lambda i, text, dur: self.post(e.ReplyAudio(clock(), turn, i, text, dur)),
             on_finished=lambda summary: self._inbox.put(("finished", turn, summary)),
             on_error=lambda exc: self.post(e.EngineFailed(clock(), turn, "reply", type(exc).__name__)),

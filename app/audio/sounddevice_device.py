@@ -1,0 +1,269 @@
+"""The sound-card device: a `DuplexDevice` over sounddevice (PortAudio), one input and one output stream.
+
+The session runs at 16 kHz mono in blocks of 512 samples. A device that cannot run at 16 kHz runs at its own rate and
+is resampled with soxr's streaming resampler (input: device rate -> 16 kHz; output: the `PlaybackBuffer`'s 16 kHz ->
+device rate). Times are mapped from PortAudio's stream clock (`inputBufferAdcTime`, `outputBufferDacTime`) to
+`time.perf_counter()` by an offset measured at start, so blocks carry session-clock times like the headless device.
+
+The callbacks never block and never raise: the output callback queues "what was played when" for the input callback,
+which attaches it to the next block. A monitor thread notices a stream that stopped (a device unplugged) or fell
+silent, and reports it through `on_status`; `restart()` reopens the streams. Every expected failure (PortAudio not
+installed, no device, an unknown device) is a `DeviceError` with one sentence that says what to do."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+
+from app.audio.duplex import Block, BlockHandler
+from app.audio.playback import PlaybackBuffer, PlaybackNote
+
+log = logging.getLogger("cadence.audio")
+RATE = 16000
+BLOCK = 512
+SILENT_AFTER_S = 1.5  # a running input stream that delivered nothing for this long has lost its device
+StatusCallback = Callable[[str], None]
+
+
+class DeviceError(ValueError):
+    """An audio device cannot be used; the message is one sentence that says what to do."""
+
+
+def load_sounddevice() -> Any:
+    """The sounddevice module, or DeviceError when the PortAudio library is missing."""
+    try:
+        import sounddevice
+    except OSError as exc:  # "PortAudio library not found"
+        raise DeviceError(f"PortAudio is not installed ({exc}): install it with "
+                          "`apt-get install libportaudio2` and start Cadence again") from None
+    return sounddevice
+
+
+def list_devices() -> tuple[list[str], list[str]]:
+    """(microphone names, speaker names) as PortAudio lists them; DeviceError without PortAudio."""
+    sd = load_sounddevice()
+    devices = list(sd.query_devices())
+    return ([d["name"] for d in devices if d.get("max_input_channels", 0) > 0],
+            [d["name"] for d in devices if d.get("max_output_channels", 0) > 0])
+
+
+def resolve_device(sd: Any, spec: str, kind: str) -> int:
+    """The PortAudio index of the microphone (`kind="input"`) or speaker chosen by `spec`: empty = the system
+    default, a number = that index, otherwise the first device whose name contains `spec` (case-insensitive)."""
+    what = "microphone" if kind == "input" else "speaker"
+    channels = f"max_{kind}_channels"
+    devices = list(sd.query_devices())
+    usable = [i for i, d in enumerate(devices) if d.get(channels, 0) > 0]
+    if not usable:
+        raise DeviceError(f"no {what} found: connect one or choose it in Settings → Audio")
+    spec = str(spec).strip()
+    if not spec:
+        default = sd.default.device[0 if kind == "input" else 1]
+        return default if isinstance(default, int) and default in usable else usable[0]
+    if spec.isdigit():
+        if int(spec) in usable:
+            return int(spec)
+        raise DeviceError(f"{what} #{spec} does not exist: choose another one in Settings → Audio")
+    for i in usable:
+        if spec.lower() in devices[i]["name"].lower():
+            return i
+    raise DeviceError(f"{what} {spec!r} not found: connect it or choose another one in Settings → Audio")
+
+
+def _rate(sd: Any, device: int, kind: str) -> int:
+    """16 kHz when the device takes it, else its default rate (resampled)."""
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    try:
+        check(device=device, samplerate=RATE, channels=1, dtype="float32")
+        return RATE
+    except Exception:
+        return int(sd.query_devices(device)["default_samplerate"])
+
+
+class _Resampler:
+    """soxr.ResampleStream, or a pass-through when the rates are equal."""
+
+    def __init__(self, rate_in: int, rate_out: int):
+        import soxr
+
+        self.ratio = rate_out / rate_in
+        self._stream = None if rate_in == rate_out else soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x if self._stream is None else self._stream.resample_chunk(x)
+
+    def delay(self) -> float:
+        """Output samples held inside the resampler."""
+        return 0.0 if self._stream is None else float(self._stream.delay())
+
+
+class SoundDeviceDuplex:
+    """Microphone + speaker for a session: 512-sample 16 kHz blocks in, `PlaybackBuffer` audio out."""
+
+    rate = RATE
+    block = BLOCK
+
+    def __init__(self, playback: PlaybackBuffer, input_device: str = "", output_device: str = "",
+                 on_status: StatusCallback | None = None):
+        if playback.sample_rate != RATE:
+            raise ValueError("the playback buffer must run at 16 kHz")
+        self.playback = playback
+        self.input_spec, self.output_spec = input_device, output_device
+        self.on_status = on_status or (lambda msg: log.warning("%s", msg))
+        self.muted = False  # a flag the UI sets: zeroes the microphone blocks
+        self.sd = load_sounddevice()
+        self.in_index = resolve_device(self.sd, input_device, "input")  # fail early, before models load
+        self.out_index = resolve_device(self.sd, output_device, "output")
+        self.level = 0.0  # RMS of the last microphone block (for a meter)
+        self._on_block: BlockHandler | None = None
+        self._streams: list[Any] = []
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._reset_state()
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def start(self, on_block: BlockHandler) -> None:
+        self._on_block = on_block
+        self._stopping.clear()
+        self._open()
+        if self._monitor is None or not self._monitor.is_alive():
+            self._monitor = threading.Thread(target=self._watch, name="audio-monitor", daemon=True)
+            self._monitor.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._close()
+
+    def restart(self) -> None:
+        """Reopen the streams (after a device disappeared or came back); DeviceError when it is still missing."""
+        if self._on_block is None:
+            raise RuntimeError("restart() before start()")
+        self._close()
+        self.in_index = resolve_device(self.sd, self.input_spec, "input")
+        self.out_index = resolve_device(self.sd, self.output_spec, "output")
+        self._stopping.clear()
+        self._open()
+
+    def device_names(self) -> tuple[str, str]:
+        return (self.sd.query_devices(self.in_index)["name"], self.sd.query_devices(self.out_index)["name"])
+
+    def _reset_state(self) -> None:
+        self.index = 0
+        self._in_fifo = np.zeros(0, np.float32)
+        self._out_fifo = np.zeros(0, np.float32)
+        self._pending: deque[tuple[float, list[PlaybackNote]]] = deque()  # (t_out, notes) from the output side
+        self._next_out = 0.0  # session-clock time the next output sample plays (when nothing is pending)
+        self._last_input = 0.0  # perf_counter time of the last input callback
+        self._flags: deque[str] = deque(maxlen=8)  # problems the callbacks saw, reported by the monitor
+        self._finished = threading.Event()
+
+    def _open(self) -> None:
+        sd = self.sd
+        self._reset_state()
+        self.in_rate = _rate(sd, self.in_index, "input")
+        self.out_rate = _rate(sd, self.out_index, "output")
+        self._down = _Resampler(self.in_rate, RATE)
+        self._up = _Resampler(RATE, self.out_rate)
+        try:
+            inp = sd.InputStream(device=self.in_index, samplerate=self.in_rate, channels=1, dtype="float32",
+                                 latency="low", callback=self._input_callback, finished_callback=self._finished.set)
+            out = sd.OutputStream(device=self.out_index, samplerate=self.out_rate, channels=1, dtype="float32",
+                                  latency="low", callback=self._output_callback,
+                                  finished_callback=self._finished.set)
+        except Exception as exc:  # sd.PortAudioError, ValueError for a device that vanished
+            self._close()
+            raise DeviceError(f"cannot open the audio device ({exc}): check it is connected, "
+                              "or choose another one in Settings → Audio") from None
+        self._streams = [inp, out]
+        self._offset = time.perf_counter() - inp.time  # PortAudio stream clock -> perf_counter
+        self._last_input = time.perf_counter()
+        out.start()
+        inp.start()
+
+    def _close(self) -> None:
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:  # a vanished device may refuse even this
+                pass
+
+    # ---- callbacks (PortAudio's thread: no locks held long, no exceptions out) ------------------------------
+    def _perf(self, pa_time: float, fallback: float) -> float:
+        return pa_time + self._offset if pa_time > 0 else fallback
+
+    def _input_callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        try:
+            now = time.perf_counter()
+            self._last_input = now
+            if status:
+                self._flags.append(f"input: {status}")
+            t_last = self._perf(time_info.inputBufferAdcTime, now) + frames / self.in_rate
+            self._in_fifo = np.concatenate([self._in_fifo, self._down(np.asarray(indata[:, 0], np.float32))])
+            while len(self._in_fifo) >= BLOCK and self._on_block is not None:
+                mic, self._in_fifo = self._in_fifo[:BLOCK].copy(), self._in_fifo[BLOCK:]
+                t_end = t_last - len(self._in_fifo) / RATE
+                if self.muted:
+                    mic[:] = 0.0
+                self.level = float(np.sqrt(np.mean(mic * mic)))
+                t_out, notes = self._take_notes()
+                self._on_block(Block(self.index, mic, t_end, notes, t_out))
+                self.index += 1
+        except Exception as exc:  # never raise into PortAudio
+            self._flags.append(f"input callback failed: {exc!r}")
+
+    def _take_notes(self) -> tuple[float, tuple[PlaybackNote, ...]]:
+        """Everything the output side played since the last block, on the time of its first chunk."""
+        if not self._pending:
+            return self._next_out, ()
+        t0, merged = self._pending[0][0], []
+        while self._pending:
+            t, notes = self._pending.popleft()
+            shift = round((t - t0) * RATE)
+            merged += [PlaybackNote(n.turn, n.played_s, n.first, n.offset + shift, n.drained) for n in notes]
+        return t0, tuple(merged)
+
+    def _output_callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        try:
+            if status:
+                self._flags.append(f"output: {status}")
+            t_dac = self._perf(time_info.outputBufferDacTime, time.perf_counter())
+            while len(self._out_fifo) < frames:
+                ahead = (len(self._out_fifo) + self._up.delay()) / self.out_rate
+                audio, notes = self.playback.read(BLOCK)
+                if notes:
+                    self._pending.append((t_dac + ahead, notes))
+                self._out_fifo = np.concatenate([self._out_fifo, self._up(audio)])
+            outdata[:, 0] = self._out_fifo[:frames]
+            self._out_fifo = self._out_fifo[frames:]
+            self._next_out = t_dac + (frames + len(self._out_fifo)) / self.out_rate
+        except Exception as exc:
+            outdata.fill(0)
+            self._flags.append(f"output callback failed: {exc!r}")
+
+    # ---- watching for a device that went away -----------------------------------------------------------------
+    def _watch(self) -> None:
+        reported = False
+        while not self._stopping.wait(0.25):
+            problem = self.problem()
+            if problem and not reported:
+                self.on_status(problem)
+            reported = bool(problem)
+            while self._flags:
+                log.info("audio: %s", self._flags.popleft())
+
+    def problem(self) -> str | None:
+        """A sentence when the running streams stopped or fell silent, else None."""
+        if self._stopping.is_set() or not self._streams:
+            return None
+        if self._finished.is_set() or not all(s.active for s in self._streams):
+            return ("the audio device stopped (was it unplugged?): reconnect it and press Restart audio, "
+                    "or choose another one in Settings → Audio")
+        if time.perf_counter() - self._last_input > SILENT_AFTER_S:
+            return "the microphone stopped delivering sound: reconnect it and press Restart audio"
+        return None
