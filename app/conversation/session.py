@@ -75,6 +75,8 @@ class Session:
         self._playing: dict[int, float] = {}  # turn -> time its first audio played
         self._reply_done: set[int] = set()
         self._barge_onset: float | None = None
+        self._blocks_in = -1  # index of the last block received
+        self._blocks_judged = -1  # index of the last block the VAD has judged
         self.idle = threading.Event()
         self.idle.set()
 
@@ -146,10 +148,11 @@ class Session:
     def _on_block(self, block: Block) -> None:
         self.mic.append(block.mic, block.t_end)
         t_start = block.t_end - len(block.mic) / self.device.rate
-        frame = block.mic
+        frame, index = block.mic, block.index
+        self._blocks_in = index
         self.scheduler.submit(WorkUnit(lambda tok: self.engines.vad.probability(frame), "vad", -1, Priority.URGENT,
                                        lane=CPU_LANE),
-                              on_done=lambda h: self._inbox.put(("vad", h, t_start, block.t_end)))
+                              on_done=lambda h: self._inbox.put(("vad", h, t_start, block.t_end, index)))
         for note in block.notes:
             t = block.t_out + note.offset / self.device.rate
             if note.first and note.turn not in self._playing:
@@ -168,7 +171,8 @@ class Session:
         self._apply(e.Tick(block.t_end))
         self._update_idle()
 
-    def _on_vad(self, handle, t_start: float, t_end: float) -> None:
+    def _on_vad(self, handle, t_start: float, t_end: float, index: int) -> None:
+        self._blocks_judged = max(self._blocks_judged, index)
         if handle.exception() is not None:
             return
         probability = float(handle.result())
@@ -204,7 +208,10 @@ class Session:
         self._apply(e.PlaybackFinished(t, turn))
 
     def _update_idle(self) -> None:
-        busy = self.state.phase is not Phase.LISTENING or self.playback.lead_s() > 0 or self.vad_state.speaking
+        """Idle: listening, nothing left to play, and the VAD has judged all audio received (so a user who has
+        just spoken is not taken for silence while their last blocks wait for the VAD)."""
+        busy = (self.state.phase is not Phase.LISTENING or self.playback.lead_s() > 0 or self.vad_state.speaking
+                or self._blocks_judged < self._blocks_in - 1)
         (self.idle.clear if busy else self.idle.set)()
 
     # ---- the pure core and its actions -------------------------------------------------------------------

@@ -26,9 +26,16 @@ def _first(spans: list[Span], pred) -> Span | None:
     return min(hits, key=lambda s: s.queued_at) if hits else None
 
 
-def stage_latencies(spans: list[Span]) -> dict[str, float | None]:
-    """Milliseconds per stage for one turn's spans (None where the turn never got there)."""
-    speech = _first(spans, lambda s: s.stage == "user_speech")
+def last_user_speech(spans: list[Span], before: float | None = None) -> Span | None:
+    """The user's last speech (before `before`, when given): where voice-to-voice starts."""
+    speech = [s for s in spans if s.stage == "user_speech" and (before is None or s.finished_at <= before)]
+    return max(speech, key=lambda s: s.finished_at) if speech else None
+
+
+def stage_latencies(spans: list[Span], speech: Span | None = None) -> dict[str, float | None]:
+    """Milliseconds per stage for one turn's spans (None where the turn never got there). `speech` is the user's
+    last speech before the reply (default: the turn's own)."""
+    speech = speech or last_user_speech(spans)
     stop_at = speech.meta.get("stop_at") if speech else None
     out: dict[str, float | None] = dict.fromkeys(STAGES)
     asr = _first(spans, lambda s: s.stage == "asr" and s.label == "asr-finish" and s.status == "ok")
@@ -84,9 +91,10 @@ class TurnCollector:
 
     def _close(self, turn: int, reply: str, interrupted: bool) -> None:
         spans = self.scheduler.spans.for_turn(turn)
-        record = TurnRecord(turn, self._transcripts.pop(turn, ""), reply, interrupted, stage_latencies(spans))
-        speech = _first(spans, lambda s: s.stage == "user_speech")
         play = _first(spans, lambda s: s.stage == "playback")
+        speech = last_user_speech(self.scheduler.spans.snapshot(), play.started_at if play else None)
+        record = TurnRecord(turn, self._transcripts.pop(turn, ""), reply, interrupted,
+                            stage_latencies(spans, speech))
         record.user_speech_end = speech.finished_at if speech else None
         record.first_audio_at = play.started_at if play else None
         if interrupted:
