@@ -74,14 +74,20 @@ def resolve_device(sd: Any, spec: str, kind: str) -> int:
     raise DeviceError(f"{what} {spec!r} not found: connect it or choose another one in Settings → Audio")
 
 
-def _rate(sd: Any, device: int, kind: str) -> int:
-    """16 kHz when the device takes it, else its default rate (resampled)."""
+def stream_format(sd: Any, device: int, kind: str) -> tuple[int, int]:
+    """(rate, channels): 16 kHz mono when the device takes it, else its default rate (resampled) and/or two
+    channels (the microphone's first channel is used; the speaker gets the same signal on both)."""
     check = sd.check_input_settings if kind == "input" else sd.check_output_settings
-    try:
-        check(device=device, samplerate=RATE, channels=1, dtype="float32")
-        return RATE
-    except Exception:
-        return int(sd.query_devices(device)["default_samplerate"])
+    info = sd.query_devices(device)
+    default_rate = int(info["default_samplerate"])
+    wide = max(1, min(2, int(info.get(f"max_{kind}_channels", 1))))
+    for rate, channels in ((RATE, 1), (default_rate, 1), (RATE, wide), (default_rate, wide)):
+        try:
+            check(device=device, samplerate=rate, channels=channels, dtype="float32")
+            return rate, channels
+        except Exception:  # PortAudioError / ValueError: this format is not supported
+            continue
+    return default_rate, wide
 
 
 class _Resampler:
@@ -118,7 +124,6 @@ class SoundDeviceDuplex:
         self.sd = load_sounddevice()
         self.in_index = resolve_device(self.sd, input_device, "input")  # fail early, before models load
         self.out_index = resolve_device(self.sd, output_device, "output")
-        self.level = 0.0  # RMS of the last microphone block (for a meter)
         self._on_block: BlockHandler | None = None
         self._streams: list[Any] = []
         self._stopping = threading.Event()
@@ -160,29 +165,31 @@ class SoundDeviceDuplex:
         self._last_input = 0.0  # perf_counter time of the last input callback
         self._flags: deque[str] = deque(maxlen=8)  # problems the callbacks saw, reported by the monitor
         self._finished = threading.Event()
+        self._offset: float | None = None  # perf_counter - PortAudio stream time, measured once the streams run
 
     def _open(self) -> None:
         sd = self.sd
         self._reset_state()
-        self.in_rate = _rate(sd, self.in_index, "input")
-        self.out_rate = _rate(sd, self.out_index, "output")
+        self.in_rate, in_channels = stream_format(sd, self.in_index, "input")
+        self.out_rate, out_channels = stream_format(sd, self.out_index, "output")
         self._down = _Resampler(self.in_rate, RATE)
         self._up = _Resampler(RATE, self.out_rate)
         try:
-            inp = sd.InputStream(device=self.in_index, samplerate=self.in_rate, channels=1, dtype="float32",
-                                 latency="low", callback=self._input_callback, finished_callback=self._finished.set)
-            out = sd.OutputStream(device=self.out_index, samplerate=self.out_rate, channels=1, dtype="float32",
-                                  latency="low", callback=self._output_callback,
-                                  finished_callback=self._finished.set)
-        except Exception as exc:  # sd.PortAudioError, ValueError for a device that vanished
+            self._streams.append(sd.InputStream(
+                device=self.in_index, samplerate=self.in_rate, channels=in_channels, dtype="float32",
+                latency="low", callback=self._input_callback, finished_callback=self._finished.set))
+            self._streams.append(sd.OutputStream(
+                device=self.out_index, samplerate=self.out_rate, channels=out_channels, dtype="float32",
+                latency="low", callback=self._output_callback, finished_callback=self._finished.set))
+            self._last_input = time.perf_counter()
+            for stream in reversed(self._streams):  # the speaker first: the first block finds it running
+                stream.start()
+            pa_now = self._streams[0].time
+            self._offset = time.perf_counter() - pa_now if pa_now > 0 else None  # PortAudio clock -> perf_counter
+        except Exception as exc:  # sd.PortAudioError, or ValueError for a device that vanished
             self._close()
             raise DeviceError(f"cannot open the audio device ({exc}): check it is connected, "
                               "or choose another one in Settings → Audio") from None
-        self._streams = [inp, out]
-        self._offset = time.perf_counter() - inp.time  # PortAudio stream clock -> perf_counter
-        self._last_input = time.perf_counter()
-        out.start()
-        inp.start()
 
     def _close(self) -> None:
         streams, self._streams = self._streams, []
@@ -195,7 +202,8 @@ class SoundDeviceDuplex:
 
     # ---- callbacks (PortAudio's thread: no locks held long, no exceptions out) ------------------------------
     def _perf(self, pa_time: float, fallback: float) -> float:
-        return pa_time + self._offset if pa_time > 0 else fallback
+        offset = self._offset
+        return pa_time + offset if offset is not None and pa_time > 0 else fallback
 
     def _input_callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         try:
@@ -210,7 +218,7 @@ class SoundDeviceDuplex:
                 t_end = t_last - len(self._in_fifo) / RATE
                 if self.muted:
                     mic[:] = 0.0
-                self.level = float(np.sqrt(np.mean(mic * mic)))
+                np.clip(np.nan_to_num(mic, copy=False, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0, out=mic)
                 t_out, notes = self._take_notes()
                 self._on_block(Block(self.index, mic, t_end, notes, t_out))
                 self.index += 1
@@ -239,7 +247,7 @@ class SoundDeviceDuplex:
                 if notes:
                     self._pending.append((t_dac + ahead, notes))
                 self._out_fifo = np.concatenate([self._out_fifo, self._up(audio)])
-            outdata[:, 0] = self._out_fifo[:frames]
+            outdata[:] = self._out_fifo[:frames, None]  # every channel
             self._out_fifo = self._out_fifo[frames:]
             self._next_out = t_dac + (frames + len(self._out_fifo)) / self.out_rate
         except Exception as exc:

@@ -79,8 +79,13 @@ def run_window(cfg, config_file: Path | None, screenshot: str | None = None) -> 
             app.quit()
 
         bridge.timeline_changed.connect(lambda _t: QTimer.singleShot(SETTLE_MS, lambda: save(0)))
-        bridge.error.connect(lambda msg: (print(f"cadence: error: {msg}", file=sys.stderr), save(1)))
-        QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000), lambda: save(1))
+        def fail(code: int, message: str) -> None:
+            print(f"cadence: error: {message}", file=sys.stderr)
+            save(code)
+
+        bridge.error.connect(lambda message: fail(2, message))  # a missing model: one line, as for every command
+        QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000),
+                          lambda: fail(1, f"the demo turn did not finish within {SCREENSHOT_TIMEOUT_S:.0f} s"))
     QTimer.singleShot(0, controller.start)
     code = app.exec()
     controller.shutdown()

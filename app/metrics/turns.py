@@ -44,7 +44,7 @@ def stage_latencies(spans: list[Span], speech: Span | None = None) -> dict[str, 
         out["asr"] = (asr.finished_at - stop_at) * 1000
     if stop_at is not None and turn:
         out["turn"] = (turn.finished_at - stop_at) * 1000
-    produce = [s for s in spans if s.stage == "llm" and s.label != "prefill"]
+    produce = [s for s in spans if s.stage == "llm" and s.label.startswith("llm#")]  # the reply's own chunks
     token_at = next((s.meta["first_token_at"] for s in produce if "first_token_at" in s.meta), None)
     if produce and token_at is not None:
         out["llm_first_token"] = (token_at - min(s.queued_at for s in produce)) * 1000

@@ -1,0 +1,1 @@
+"""The desktop window (PyQt6 + pyqtgraph): it observes the same session, spans and turn records headless mode runs."""

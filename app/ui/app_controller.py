@@ -21,9 +21,11 @@ from app.audio.duplex import Block, BlockHandler, DuplexDevice
 from app.audio.playback import PlaybackBuffer
 from app.config import Config
 from app.conversation.session import Engines, Session
+from app.errors import UserError
 from app.metrics.turns import TurnCollector
 from app.runtime import new_scheduler, session_settings, system_prompt
 from app.ui.bridge import UiBridge
+from app.ui.view_models import state_label
 
 log = logging.getLogger("cadence.ui")
 DeviceFactory = Callable[[Config, PlaybackBuffer, "AppController"], DuplexDevice]
@@ -34,7 +36,8 @@ ENGINE_KEYS: dict[str, Callable[[Config], tuple]] = {
     "asr": lambda c: (c.models.asr, c.models.asr_path, c.scheduler.device_threads),
     "llm": lambda c: (c.models.llm, c.models.llm_path, c.llm.n_threads, c.llm.n_gpu_layers, c.llm.n_ctx,
                       c.llm.temperature),
-    "tts": lambda c: (c.models.tts, c.models.tts_path, c.models.voice, c.scheduler.device_threads),
+    "tts": lambda c: (c.models.tts, c.models.tts_path, c.scheduler.device_threads,
+                      c.models.voice if c.models.tts_path or c.models.tts.startswith("kokoro") else ""),
 }
 STEPS = {"vad": "the voice activity detector", "turn": "Smart Turn", "asr": "the speech recognizer",
          "llm": "the language model", "tts": "the voice"}
@@ -43,8 +46,11 @@ STEPS = {"vad": "the voice activity detector", "turn": "Smart Turn", "asr": "the
 def sound_card(cfg: Config, playback: PlaybackBuffer, controller: "AppController") -> DuplexDevice:
     from app.audio.sounddevice_device import SoundDeviceDuplex
 
-    return SoundDeviceDuplex(playback, cfg.audio.input_device, cfg.audio.output_device,
-                             on_status=controller.bridge.audio_problem.emit)
+    def on_status(message: str) -> None:  # the device went away (monitor thread)
+        controller.bridge.audio_problem.emit(message)
+        controller.bridge.state_changed.emit("no-audio", "No audio device")
+
+    return SoundDeviceDuplex(playback, cfg.audio.input_device, cfg.audio.output_device, on_status=on_status)
 
 
 def build_changed(new: Config, old: Config | None, engines: Engines | None,
@@ -80,7 +86,7 @@ class LevelTap:
         def tap(block: Block) -> None:
             if self.muted:
                 block = dataclasses.replace(block, mic=np.zeros_like(block.mic))
-            self.level = float(np.sqrt(np.mean(np.square(block.mic)))) if len(block.mic) else 0.0
+            self.level = float(np.sqrt(np.mean(np.square(block.mic, dtype=np.float64)))) if len(block.mic) else 0.0
             on_block(block)
 
         self.device.start(tap)
@@ -152,6 +158,8 @@ class AppController:
                 with self._lock:
                     self._swap(self.cfg, self.engines)
             self.bridge.audio_problem.emit("")
+            self.bridge.state_changed.emit(*self._state())
+            self.bridge.progress.emit("ready: talk to me" if self.session is not None else "")
         except DeviceError as exc:
             self.bridge.audio_problem.emit(str(exc))
 
@@ -163,7 +171,8 @@ class AppController:
     # ---- worker thread -------------------------------------------------------------------------------------------
     def _run_worker(self, cfg: Config, save: bool) -> None:
         self.bridge.loading.emit(True)
-        self.bridge.state_changed.emit("loading", "Loading")
+        if self.session is None:  # a running conversation keeps showing its own state during a hot swap
+            self.bridge.state_changed.emit("loading", "Loading")
         self._worker = threading.Thread(target=self._load, args=(cfg, save), name="model-loader", daemon=True)
         self._worker.start()
 
@@ -177,7 +186,8 @@ class AppController:
                     engines = build_changed(cfg, self.cfg if self.engines else None, self.engines,
                                             self.bridge.progress.emit)
                 except Exception as exc:  # ModelError, a bad file, a missing extra: keep what runs
-                    log.warning("loading failed: %s", exc, exc_info=True)
+                    log.log(logging.INFO if isinstance(exc, UserError) else logging.ERROR, "loading failed: %s",
+                            exc, exc_info=not isinstance(exc, UserError))
                     keep = "; the previous settings stay in use" if running else ""
                     self.bridge.error.emit(f"could not load the models: {exc}{keep}")
                     return
@@ -196,11 +206,20 @@ class AppController:
         finally:
             if self.engines is not None:
                 self.bridge.ready.emit(dict(self.engines.names))
+            self.bridge.progress.emit("ready: talk to me" if self.session is not None else "")
+            self.bridge.state_changed.emit(*self._state())
             self.bridge.loading.emit(False)
+
+    def _state(self) -> tuple[str, str]:
+        """What the state indicator should say once a load is over."""
+        if self.session is not None:
+            return state_label(self.session.state.phase)
+        return ("no-audio", "No audio device") if self.engines is not None else ("no-audio", "Models not loaded")
 
     def _swap(self, cfg: Config, engines: Engines) -> None:
         """Replace the running session by one with `engines`, keeping the history (the caller holds the lock).
-        DeviceError when the audio device cannot be used: a running session then goes on untouched."""
+        DeviceError when the audio device cannot be used; raised by the device factory (a device that is not
+        there), it leaves a running session untouched."""
         from app.audio.sounddevice_device import DeviceError
 
         playback = PlaybackBuffer(16000)
@@ -226,7 +245,6 @@ class AppController:
             raise
         self.cfg, self.engines = cfg, engines
         self.device, self.session, self._unsubscribe = device, session, unsubscribe
-        self.bridge.state_changed.emit("listening", "Listening")
 
     def _stop_session(self) -> None:
         session, self.session = self.session, None

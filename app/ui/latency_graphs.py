@@ -36,7 +36,7 @@ class StagePlot(QFrame):
         self.plot.showGrid(x=False, y=True, alpha=0.15)
         self.plot.setLabel("left", units="ms")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
-        self.plot.getAxis("left").setWidth(52)
+        self.plot.getAxis("left").setWidth(66)
         self.plot.getAxis("bottom").setHeight(22)
         self.curve = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=7,
                                     symbolBrush=colour, symbolPen=None, connect="finite")

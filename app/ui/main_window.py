@@ -165,12 +165,8 @@ class MainWindow(QMainWindow):
         self.settings_button.setEnabled(not loading)
         if loading:
             self.error_banner.hide()
-        elif self.state_key == "loading":
-            self.show_state("listening" if not self.audio_banner.isVisible() else "no-audio",
-                            "Listening" if not self.audio_banner.isVisible() else "No audio device")
 
     def show_engines(self, names: dict) -> None:
-        self.progress_label.setText("ready: talk to me")
         self.engines_label.setText("  ·  ".join(f"{k} {v}" for k, v in names.items()))
 
     def show_error(self, message: str) -> None:
@@ -182,8 +178,6 @@ class MainWindow(QMainWindow):
         self.audio_banner.setText(message)
         self.audio_banner.setVisible(bool(message))
         self.restart_button.setVisible(bool(message))
-        if message:
-            self.show_state("no-audio", "No audio device")
 
     # ---- user actions ------------------------------------------------------------------------------------------
     def _on_mute(self, muted: bool) -> None:

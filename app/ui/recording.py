@@ -69,6 +69,12 @@ def load_item(d: dict) -> object:
     return cls(**{k: v for k, v in d.items() if k != "type"})
 
 
+def _known(cls: type, data: dict) -> Any:
+    """A dataclass from a recorded dict, ignoring fields this version does not have."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
 def load_stream(path: Path = DEMO_RECORDING) -> list[tuple[str, object]]:
     """[("item" | "span" | "record", object), ...] in the order the session produced them."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -77,9 +83,9 @@ def load_stream(path: Path = DEMO_RECORDING) -> list[tuple[str, object]]:
         if "item" in entry:
             out.append(("item", load_item(entry["item"])))
         elif "span" in entry:
-            out.append(("span", Span(**entry["span"])))
+            out.append(("span", _known(Span, entry["span"])))
         else:
-            out.append(("record", TurnRecord(**entry["record"])))
+            out.append(("record", _known(TurnRecord, entry["record"])))
     return out
 
 

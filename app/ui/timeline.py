@@ -17,7 +17,8 @@ from app.ui.view_models import TIMELINE_ROWS, Timeline
 ROW_NAMES = {"cpu": "CPU lane", "device": "device lane", "mic": "microphone", "speaker": "speaker"}
 LEGEND = (("vad", "VAD"), ("turn", "Smart Turn"), ("asr", "ASR"), ("llm", "LLM"), ("tts", "TTS"),
           ("user_speech", "your speech"), ("playback", "agent audio"), ("barge_in", "barge-in"))
-LABEL_MIN_FRACTION = 0.07  # label a bar when it is at least this share of the window wide
+LABEL_MIN_FRACTION = 0.09  # label a bar when it is at least this share of the window wide
+SHORT_LABELS = {"user_speech": "you", "playback": "agent", "barge_in": "barge-in"}
 
 
 def _colour(stage: str, alpha: int = 255) -> QColor:
@@ -67,13 +68,14 @@ class TimelineView(QWidget):
         self.title.setText(f"Last turn timeline <span style='color:{MUTED}'>(reply {timeline.turn}{v2v}; "
                            f"lanes run one unit at a time)</span>")
         self._draw_bars(timeline)
-        for x, label in timeline.markers:
+        for i, (x, label) in enumerate(timeline.markers):
+            side = (0.0, 0.5) if i % 2 == 0 else (1.0, 0.5)  # between the lines: right of "you stopped"
             line = pg.InfiniteLine(pos=x, angle=90, pen=pg.mkPen(TEXT, width=1, style=Qt.PenStyle.DotLine),
-                                   label=label, labelOpts={"position": 0.95, "color": TEXT,
+                                   label=label, labelOpts={"position": 0.95, "color": TEXT, "anchors": [side] * 2,
                                                            "fill": (27, 29, 35, 200)})
             self._add(line)
-        lo, hi = timeline.span_ms
-        self.plot.setXRange(lo, hi, padding=0.01)
+        lo, hi = timeline.view_ms
+        self.plot.setXRange(lo, hi, padding=0.01)  # later playback runs off the right edge (drag to see it)
 
     def _add(self, item) -> None:
         self.plot.addItem(item)
@@ -93,7 +95,8 @@ class TimelineView(QWidget):
                 self._add(pg.PlotCurveItem([bar.queued_ms, bar.start_ms], [y - 0.05, y - 0.05],
                                            pen=pg.mkPen(_colour(bar.stage, 110), width=1)))
             if bar.end_ms - bar.start_ms >= width * LABEL_MIN_FRACTION:
-                text = pg.TextItem(bar.label or bar.stage, color="#101216", anchor=(0, 0.5))
+                name = SHORT_LABELS.get(bar.stage, bar.label or bar.stage)
+                text = pg.TextItem(name, color="#101216", anchor=(0, 0.5))
                 text.setPos(bar.start_ms + width * 0.004, y - 0.05)
                 text.setZValue(10)
                 self._add(text)

@@ -170,7 +170,8 @@ class Timeline:
     bars: tuple[TimelineBar, ...]
     markers: tuple[tuple[float, str], ...] = ()  # (ms, label)
     v2v_ms: float | None = None
-    span_ms: tuple[float, float] = (0.0, 0.0)
+    span_ms: tuple[float, float] = (0.0, 0.0)  # every bar lies in here
+    view_ms: tuple[float, float] = (0.0, 0.0)  # what to show first: up to the reply's first audio and its units
     rows: tuple[str, ...] = TIMELINE_ROWS
     counts: dict[str, int] = field(default_factory=dict)  # bars per row
 
@@ -205,5 +206,7 @@ def build_timeline(spans: list[Span], record: TurnRecord, margin_s: float = 0.4)
     if record.first_audio_at is not None:
         markers.append(((record.first_audio_at - zero) * 1000, "agent speaks"))
     counts = {row: sum(1 for b in bars if b.row == row) for row in TIMELINE_ROWS}
+    work_end = max([s.finished_at for s in own if s.lane != "speaker"] + [record.first_audio_at or lo])
+    view = ((lo - zero) * 1000, (min(hi, work_end + 0.6) - zero) * 1000)
     return Timeline(record.turn, tuple(bars), tuple(markers), v2v, ((lo - zero) * 1000, (hi - zero) * 1000),
-                    counts=counts)
+                    view, counts=counts)
