@@ -103,7 +103,7 @@ def test_several_turns_keep_the_history(engines):
     from app.headless.runner import run_conversation
 
     cfg = from_dict({"llm": {"max_reply_tokens": 40}})
-    clips = ["en_goforward.wav", "en_LJ001-0008.wav", "en_cards_001.wav"]  # no long pauses inside a clip
+    clips = ["en_goforward.wav", "en_LJ001-0008.wav", "en_forever.wav"]  # no long pauses inside a clip
     result = run_conversation(engines, cfg, [UserTurn(read_audio(SPEECH / c), 0.8) for c in clips], timeout_s=240)
     assert len(result.records) == 3
     history = [m for m in result.history if m["role"] != "system"]
