@@ -8,12 +8,21 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import numpy as np
+
 from app.audio.playback import PlaybackBuffer
 from app.conversation.segmenter import split
 from engines.protocols import Generation, Synthesizer
 from scheduler import CancelToken, InterleavedStream, Priority, Scheduler, StreamSummary, UnitResult
 
 FIRST_CHUNK_STEP = 2  # tokens per inner step while looking for the first clause
+FIRST_SEGMENT_MAX_CHARS = 48  # a first sentence with no clause mark is cut at a space after this many characters
+SILENCE = 10 ** (-60 / 20)  # below -60 dBFS the user hears nothing yet
+
+
+def split_reply(buffer: str, first: bool, final: bool) -> tuple[list[str], str]:
+    """The segmenter, with the first segment bounded: a long first sentence is not waited for."""
+    return split(buffer, first, final, max_chars=FIRST_SEGMENT_MAX_CHARS if first else None)
 
 
 class Reply:
@@ -26,9 +35,10 @@ class Reply:
         self.playback = playback
         self._text = ""  # everything produced so far
         self._first_cut = False
+        self._audible = False
         self.first_token_at: float | None = None
         self.stream = InterleavedStream(
-            scheduler, turn, produce=self._produce, split=split, render=self._render, lead=playback.lead_s,
+            scheduler, turn, produce=self._produce, split=split_reply, render=self._render, lead=playback.lead_s,
             produce_stage="llm", render_stage="tts", produce_priority=Priority.LLM, render_priority=Priority.TTS,
             on_segment_rendered=on_segment, on_finished=on_finished, on_error=on_error)
 
@@ -60,7 +70,7 @@ class Reply:
             finished = step.finished
             parts.append(step.text)
             self._note(step.text)
-            if split(self._text, first=True, final=False)[0]:
+            if split_reply(self._text, first=True, final=False)[0]:
                 self._first_cut = True
                 break
         return "".join(parts), finished, used
@@ -77,7 +87,13 @@ class Reply:
         for chunk in self.tts.synthesize(segment):
             if token.cancelled:
                 break
+            samples = chunk.samples
+            if not self._audible:  # the reply starts with its first audible sample (voices lead in with silence)
+                loud = np.nonzero(np.abs(samples) > SILENCE)[0]
+                if len(loud) == 0:
+                    continue
+                samples, self._audible = samples[loud[0]:], True
             if first_audio_s is None:
                 first_audio_s = time.perf_counter() - started
-            media_s += self.playback.push(self.turn, chunk.samples, chunk.sample_rate)
+            media_s += self.playback.push(self.turn, samples, chunk.sample_rate)
         return UnitResult(media_s, {"first_audio_s": first_audio_s})

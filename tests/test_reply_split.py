@@ -1,0 +1,19 @@
+"""The reply's first segment is short: at a clause mark when one comes, else cut at a space after 48 characters,
+so a long first sentence does not hold back the first audio. Later segments are whole sentences."""
+from app.conversation.reply import FIRST_SEGMENT_MAX_CHARS, split_reply
+
+
+def test_first_segment_stops_at_a_clause_mark():
+    assert split_reply("The tallest mountain in Africa is Kilimanjaro, which", True, False) == (
+        ["The tallest mountain in Africa is Kilimanjaro,"], "which")
+
+
+def test_long_first_sentence_is_cut_at_a_space():
+    segments, rest = split_reply("The moon is approximately 149.6 million kilometers away from", True, False)
+    assert segments and len(segments[0]) <= FIRST_SEGMENT_MAX_CHARS and not segments[0].endswith(" ")
+    assert (segments[0] + " " + rest).split() == "The moon is approximately 149.6 million kilometers away from".split()
+
+
+def test_later_segments_wait_for_the_sentence_end():
+    long = "It takes about three days to get there by rocket and a little more to come back"
+    assert split_reply(long, False, False) == ([], long)
