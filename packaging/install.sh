@@ -13,7 +13,7 @@ APT_PACKAGES=(
   build-essential cmake                                   # llama-cpp-python builds from source
   libportaudio2                                           # sounddevice
   pulseaudio pulseaudio-utils libasound2-plugins          # virtual microphone/speaker for tests
-  xvfb xauth x11-utils                                    # a real X server for desktop tests
+  xvfb xauth x11-utils x11-apps                           # a real X server for desktop tests (xwd: screenshots)
   libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
   libxcb-randr0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3   # Qt's xcb platform
   desktop-file-utils                                      # checks packaging/cadence.desktop

@@ -5,6 +5,7 @@ QT_QPA_PLATFORM=offscreen)."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -86,6 +87,12 @@ def run_window(cfg, config_file: Path | None, screenshot: str | None = None) -> 
         bridge.error.connect(lambda message: fail(2, message))  # a missing model: one line, as for every command
         QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000),
                           lambda: fail(1, f"the demo turn did not finish within {SCREENSHOT_TIMEOUT_S:.0f} s"))
+    # SIGTERM / Ctrl-C close the window like the user would; the timer lets Python run its signal handlers
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: app.quit())
+    wakeup = QTimer()
+    wakeup.timeout.connect(lambda: None)
+    wakeup.start(200)
     QTimer.singleShot(0, controller.start)
     code = app.exec()
     controller.shutdown()

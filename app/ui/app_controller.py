@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
@@ -112,6 +113,13 @@ class AppController:
         self._unsubscribe: Callable[[], None] | None = None
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()  # one load or swap at a time
+        bridge.latency_changed.connect(self._log_turn)  # the same snapshot the graphs draw
+
+    def _log_turn(self, snapshot) -> None:
+        """One stderr line per turn the graphs show: timings only, never words (observable by tests and users)."""
+        ms = {s.stage: s.last_ms for s in snapshot.series.values() if s.last_ms is not None}
+        print(f"cadence: turn {snapshot.turns_total} " + " ".join(f"{k}_ms={v:.0f}" for k, v in ms.items()),
+              file=sys.stderr, flush=True)
 
     # ---- what the window calls -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,6 +215,8 @@ class AppController:
             if self.engines is not None:
                 self.bridge.ready.emit(dict(self.engines.names))
             self.bridge.progress.emit("ready: talk to me" if self.session is not None else "")
+            if self.session is not None:
+                print("cadence: ready", file=sys.stderr, flush=True)
             self.bridge.state_changed.emit(*self._state())
             self.bridge.loading.emit(False)
 
