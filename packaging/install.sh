@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Cadence on a fresh Debian machine: system packages (apt, when root), a virtual environment in .venv,
-# the Python dependencies (llama-cpp-python builds from source: 7-15 min on 2 cores the first time; pip caches
+# the Python dependencies (llama-cpp-python builds from source: 4-15 min on 2 cores the first time; pip caches
 # the wheel) and the embedded models (assembled and verified by sha256 in the user cache).
 # Environment: PYTHON (default python3.11), CADENCE_EXTRAS (pip extras, default "test"),
 #              CADENCE_SKIP_APT=1 to skip apt, CMAKE_ARGS for llama.cpp (e.g. -DGGML_CUDA=on on a GPU machine).
@@ -47,7 +47,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --disable-pip-version-check --upgrade pip wheel setuptools
 
-say "pip: installing Cadence [$EXTRAS] (the first llama-cpp-python build takes 7-15 minutes)"
+say "pip: installing Cadence [$EXTRAS] (the first llama-cpp-python build takes 4-15 minutes)"
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
 python -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
 
