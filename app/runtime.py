@@ -24,7 +24,9 @@ def session_settings(cfg: Config) -> SessionSettings:
     turn = TurnSettings(pause_s=t.pause_ms / 1000, max_wait_s=max_wait, disagree_wait_s=min(1.5, max_wait),
                         min_barge_in_s=t.min_barge_in_ms / 1000, turn_threshold=t.turn_threshold)
     vad = VadSettings(threshold=t.vad_threshold, pause_s=t.pause_ms / 1000)
-    return SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens)
+    # the prompt must leave room for the reply: ~3 characters per token is a safe bound for English
+    history_chars = max(1000, (cfg.llm.n_ctx - cfg.llm.max_reply_tokens - 64) * 3 - len(system_prompt(cfg)))
+    return SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens, history_chars=history_chars)
 
 
 def system_prompt(cfg: Config) -> str:

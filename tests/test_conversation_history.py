@@ -87,3 +87,19 @@ def test_as_chat():
     chat = History("Be brief.").append("user", "Hi").append("assistant", "Hello!").as_chat()
     assert chat == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                     {"role": "assistant", "content": "Hello!"}]
+
+
+def test_session_settings_keep_the_prompt_inside_the_context_window():
+    """The session trims its history to what fits the LLM's context with room for the reply."""
+    from app.config import from_dict
+    from app.runtime import session_settings, system_prompt
+
+    cfg = from_dict({"llm": {"n_ctx": 2048, "max_reply_tokens": 200}})
+    budget = session_settings(cfg).history_chars
+    assert budget + len(system_prompt(cfg)) <= (2048 - 200) * 3
+    history = History("sys")
+    for i in range(500):
+        history = history.append("user", f"question {i} " * 10).append("assistant", f"answer {i} " * 20)
+    trimmed = history.trim(budget, per_message=12)
+    assert trimmed.cost(len, 12) <= budget and trimmed.messages[-1].text.startswith("answer 499")
+    assert trimmed.messages[0].role == "user" and len(trimmed.messages) < len(history.messages)

@@ -48,6 +48,7 @@ class SessionSettings:
     turn: TurnSettings = TurnSettings()
     vad: VadSettings = VadSettings()
     max_reply_tokens: int = 160
+    history_chars: int = 9000  # the history kept in the prompt (oldest turns dropped first; system prompt kept)
 
 
 Observer = Callable[[Any], None]  # receives every event, action and Block-free notification
@@ -303,7 +304,7 @@ class Session:
         self._submit(act.turn_id, "turn", Priority.TURN, run, on_done=done, lane=CPU_LANE)
 
     def _messages(self, user_text: str) -> list[Message]:
-        chat = self.history.append("user", user_text).as_chat()
+        chat = self.history.append("user", user_text).trim(self.settings.history_chars, per_message=12).as_chat()
         return [Message(m["role"], m["content"]) for m in chat]
 
     def _do_StartSpeculativeReply(self, act: a.StartSpeculativeReply) -> None:
@@ -361,7 +362,8 @@ class Session:
         self.playback.resume()
 
     def _do_AppendHistory(self, act: a.AppendHistory) -> None:
-        self.history = self.history.append(act.role, act.text, act.interrupted)
+        history = self.history.append(act.role, act.text, act.interrupted)
+        self.history = history.trim(self.settings.history_chars, per_message=12)  # a long session stays bounded
 
     def _do_LogEvent(self, act: a.LogEvent) -> None:
         log.info("%s %s", act.kind, act.detail)
