@@ -72,7 +72,6 @@ class Session:
         self._blocks_since_feed = 0
         self._speculation: dict[int, Any] = {}  # turn -> Generation prefilled before the verdict
         self._replies: dict[int, Reply] = {}
-        self._speech_started: dict[int, float] = {}  # turn -> onset (for the user-speech span)
         self._playing: dict[int, float] = {}  # turn -> time its first audio played
         self._reply_done: set[int] = set()
         self._barge_onset: float | None = None
@@ -234,7 +233,6 @@ class Session:
         self._begin_asr(act.turn_id, act.from_t)  # decode the whole turn again, from its first word
 
     def _begin_asr(self, turn: int, from_t: float) -> None:
-        self._speech_started[turn] = from_t
         self._asr_turn, self._blocks_since_feed = turn, 0
         self._asr_pending = [self.mic.since(from_t - PREROLL_S)]
         asr = self.engines.asr
