@@ -34,6 +34,16 @@ def empty_model_cache(tmp_path, monkeypatch):
     return cache
 
 
+@pytest.fixture
+def sched():
+    """A default scheduler, closed after the test."""
+    from scheduler import Scheduler
+
+    s = Scheduler()
+    yield s
+    s.close()
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, prefix: tuple[str, ...] = ()):
     """Run the real `cadence` entry point in a subprocess; returns CompletedProcess with text output."""
     cmd = [*prefix, sys.executable, "-m", "app.cli", *args]

@@ -14,13 +14,6 @@ from scheduler import (CPU_LANE, NO_TURN, Priority, Scheduler, UnitCancelledErro
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-def sched():
-    s = Scheduler()
-    yield s
-    s.close()
-
-
 def stepping_unit(started: threading.Event, steps: list[int], step_s: float = 0.002, n: int = 2000):
     """A unit that works in small steps and stops at the first boundary after cancellation."""
 

@@ -13,13 +13,6 @@ from scheduler import (CPU_LANE, DEVICE_LANE, Mode, Priority, Scheduler, Schedul
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-def sched():
-    s = Scheduler()
-    yield s
-    s.close()
-
-
 def block_lane(s: Scheduler, lane: str = DEVICE_LANE, turn: int = 999):
     """Occupy a lane until the returned event is set (so later submits queue up)."""
     gate, started = threading.Event(), threading.Event()
