@@ -22,6 +22,8 @@ class Block:
     t_end: float  # session-clock time of the last captured sample of this block
     notes: tuple[PlaybackNote, ...]  # what the speaker output of this callback played
     t_out: float  # session-clock time at which this callback's output starts playing
+    out: np.ndarray | None = None  # the 16 kHz samples handed to the speaker since the previous block (the
+    # echo canceller's far-end reference: exactly what the speaker plays)
 
 
 BlockHandler = Callable[[Block], None]

@@ -77,7 +77,7 @@ class HeadlessDuplex:
                 self._mic.append(mic)
                 self._spk.append(out)
             on_block(Block(index, mic, self.clock.sample_time((index + 1) * self.block), tuple(notes),
-                           self.clock.out_time(index)))
+                           self.clock.out_time(index), out))
             index += 1
 
     def recording(self) -> np.ndarray:
