@@ -72,6 +72,9 @@ class SchedulerConfig:
 class AudioConfig:
     input_device: str = _opt("", "microphone (name or index; empty = system default)")
     output_device: str = _opt("", "speaker (name or index; empty = system default)")
+    echo_cancellation: bool = _opt(True, "remove the assistant's own voice from the microphone (speakers)")
+    noise_suppression: bool = _opt(False, "suppress steady background noise in the microphone")
+    headphones: bool = _opt(False, "I use headphones: no echo to cancel")
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,18 @@ class Synthesizer(Protocol):
     sample_rate: int
 
     def synthesize(self, text: str) -> Iterator[AudioChunk]: ...
+
+
+@runtime_checkable
+class EchoCanceller(Protocol):
+    """Removes the speaker's echo from the microphone, 10 ms at a time: `far()` gets each frame the speaker
+    plays (before the microphone frames that may contain its echo), `near()` returns the cleaned microphone
+    frame. Frames are `frame_samples` float32 samples at 16 kHz."""
+
+    frame_samples: int
+
+    def far(self, frame: np.ndarray) -> None: ...
+
+    def near(self, frame: np.ndarray) -> np.ndarray: ...
+
+    def set_delay_ms(self, delay_ms: int) -> None: ...

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from app.audio.duplex import Block, BlockClock, BlockHandler
+from app.audio.echo_path import SpeakerEcho
 from app.audio.playback import PlaybackBuffer
 
 InputSource = Callable[[int, int], np.ndarray | None]  # (start sample, n) -> samples, or None when over
@@ -32,11 +33,12 @@ class HeadlessDuplex:
     """Runs the block callback on its own thread, one block per block-duration of wall time."""
 
     def __init__(self, source: InputSource, playback: PlaybackBuffer, rate: int = 16000, block: int = 512,
-                 pace: float = 1.0):
+                 pace: float = 1.0, echo: SpeakerEcho | None = None):
         if playback.sample_rate != rate:
             raise ValueError("the playback buffer must run at the device rate")
         self.rate, self.block, self.pace = rate, block, pace
         self.source = source
+        self.echo = echo  # the simulated speaker-to-microphone path, if any
         self.playback = playback
         self.clock: BlockClock | None = None
         self.input_over = threading.Event()
@@ -76,13 +78,16 @@ class HeadlessDuplex:
             with self._lock:
                 self._mic.append(mic)
                 self._spk.append(out)
+            if self.echo is not None:
+                mic = self.echo.add_to(mic)
+                self.echo.play(out)
             on_block(Block(index, mic, self.clock.sample_time((index + 1) * self.block), tuple(notes),
                            self.clock.out_time(index), out))
             index += 1
 
     def recording(self) -> np.ndarray:
-        """Stereo [n, 2] on one clock: left = microphone input, right = speaker output (one block later, as a
-        real duplex stream plays it)."""
+        """Stereo [n, 2] on one clock: left = what the user said (without any simulated echo), right = speaker
+        output (one block later, as a real duplex stream plays it)."""
         with self._lock:
             mic = np.concatenate(self._mic) if self._mic else np.zeros(0, np.float32)
             spk = np.concatenate(self._spk) if self._spk else np.zeros(0, np.float32)
