@@ -3,6 +3,7 @@ them as one line and exits with EXIT_USER; anything else is a bug."""
 from __future__ import annotations
 
 from app.config import ConfigError
+from engines.aec_webrtc import EchoCancellerUnavailable
 from engines.audio_io import AudioFormatError
 from engines.store import ModelError
 
@@ -14,4 +15,5 @@ class InputError(ValueError):
 
 
 # Everything the CLI reports as one clear line.
-UserError = (ConfigError, ModelError, InputError, AudioFormatError, KeyError, FileNotFoundError)
+UserError = (ConfigError, ModelError, InputError, AudioFormatError, EchoCancellerUnavailable, KeyError,
+             FileNotFoundError)

@@ -21,7 +21,8 @@ def _to_int16(frame: np.ndarray) -> bytearray:
 class WebRtcEchoCanceller:
     frame_samples = FRAME
 
-    def __init__(self, noise_suppression: bool = False, high_pass_filter: bool = True):
+    def __init__(self, noise_suppression: bool = False, high_pass_filter: bool = True,
+                 echo_cancellation: bool = True):
         try:
             from livekit import rtc
         except ImportError:
@@ -29,7 +30,8 @@ class WebRtcEchoCanceller:
                 "echo cancellation needs the `livekit` package: pip install 'cadence[aec]', "
                 "or turn echo cancellation off (audio.echo_cancellation = false)") from None
         self._rtc = rtc
-        self._apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=noise_suppression,
+        self.echo_cancellation = echo_cancellation
+        self._apm = rtc.AudioProcessingModule(echo_cancellation=echo_cancellation, noise_suppression=noise_suppression,
                                               high_pass_filter=high_pass_filter)
         self._delay_ms = 0
 
@@ -43,7 +45,8 @@ class WebRtcEchoCanceller:
 
     def near(self, frame: np.ndarray) -> np.ndarray:
         audio = self._frame(frame)
-        self._apm.set_stream_delay_ms(self._delay_ms)  # WebRTC wants the hint before every capture frame
+        if self.echo_cancellation:
+            self._apm.set_stream_delay_ms(self._delay_ms)  # WebRTC wants the hint before every capture frame
         self._apm.process_stream(audio)
         return np.frombuffer(bytes(audio.data), dtype="<i2").astype(np.float32) / 32768.0
 

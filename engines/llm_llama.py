@@ -2,7 +2,8 @@
 
 The generator keeps a mirror of the tokens in the context's KV cache. A new prompt is compared with it and only
 the differing suffix is evaluated (the conversation-prefix cache across turns); a cancelled or speculative reply
-just leaves tokens that the next prompt truncates away. Steps sample one token per decode and pause between
+just leaves tokens that the next prompt truncates away; when the history drops its oldest turns, the dropped
+stretch is cut out of the cache and the rest moved back (a context shift) rather than evaluated again. Steps sample one token per decode and pause between
 chunks with nothing to redo. End of generation is the vocabulary's end-of-generation set (`llama_vocab_is_eog`).
 The text end-of-utterance score is log10 P(end-of-message token) after the user's text, read from the same
 prefill that evaluates the reply's prompt (see docs/engines-llm.md)."""
@@ -23,6 +24,7 @@ from engines.chat_template import ChatTemplate
 from engines.protocols import GenerationStep, Message
 
 _LN10 = math.log(10.0)
+MIN_SHIFT = 16  # a context shift must keep at least this many tokens to be worth it
 
 
 class LlmLoadError(ValueError):
@@ -219,6 +221,7 @@ class LlamaGenerator:
         self._owner: LlamaGeneration | None = None
         self.decode_calls = 0  # llama_decode calls, and tokens they evaluated (for tests and metrics)
         self.decoded_tokens = 0
+        self.shifted_tokens = 0  # tokens kept by closing a gap in the cache (context shift) instead of evaluated
         self._bos_text = self._token_text(llama_cpp.llama_vocab_bos(self._vocab))
         marks = {mark: self._tokenize(mark, False) for mark in (".", "?", "!")}
         self._sentence_ends = [ids[0] for ids in marks.values() if len(ids) == 1]
@@ -318,6 +321,8 @@ class LlamaGenerator:
             if a != b:
                 break
             common += 1
+        if common < len(self._cache):
+            common += self._close_gap(prompt, common)
         found: dict[int, np.ndarray] = {}
         if common == len(self._cache) and common and self._last is not None and common - 1 in rows:
             found[common - 1] = self._last
@@ -326,6 +331,38 @@ class LlamaGenerator:
         out = self._decode(prompt[start:], {r - start for r in need})
         found.update({r: out[r - start] for r in need})
         return found, start
+
+    def _close_gap(self, prompt: list[int], common: int) -> int:
+        """Context shift: when the prompt is the cache with a stretch removed after `common` (the history dropped
+        its oldest turns), drop that stretch from the KV cache and move what follows it back, so the rest of the
+        conversation is not evaluated again. Returns how many more prompt tokens the cache now holds."""
+        cache, tail = self._cache, prompt[common:]
+        if len(tail) < MIN_SHIFT or not llama_cpp.llama_memory_can_shift(self._mem):
+            return 0
+        best_b, best_k = -1, 0
+        for b in range(common + 1, len(cache) - MIN_SHIFT + 1):
+            if cache[b] != tail[0]:
+                continue
+            k = 0
+            limit = min(len(cache) - b, len(tail))
+            while k < limit and cache[b + k] == tail[k]:
+                k += 1
+            if k > best_k:
+                best_b, best_k = b, k
+        if best_k < MIN_SHIFT:
+            return 0
+        gap = best_b - common
+        self._last = None
+        end = best_b + best_k
+        if not llama_cpp.llama_memory_seq_rm(self._mem, -1, end, -1) or \
+                not llama_cpp.llama_memory_seq_rm(self._mem, -1, common, best_b):
+            llama_cpp.llama_memory_clear(self._mem, True)
+            self._cache.clear()
+            return -common
+        llama_cpp.llama_memory_seq_add(self._mem, 0, best_b, end, -gap)
+        self._cache = cache[:common] + cache[best_b:end]
+        self.shifted_tokens += best_k
+        return best_k
 
     def _truncate(self, n: int) -> int:
         """Drop cached tokens from position n on; returns where the cache now ends (0 if it had to be cleared)."""

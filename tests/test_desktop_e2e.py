@@ -226,3 +226,68 @@ def test_spoken_question_answered_through_real_devices(desktop: Desktop, tmp_pat
     # the screenshot shows the window (not a blank screen)
     assert shot.shape[:2] == (800, 1280) and float(shot.std()) > 5.0 and len(np.unique(shot.reshape(-1, 3)[::97],
                                                                                           axis=0)) > 20
+
+
+def loopback_speaker_into_microphone(desktop: Desktop, level_db: float, latency_ms: int) -> int:
+    """Route the virtual speaker's monitor into the virtual microphone's feed (where the test's speech is played
+    too) at `level_db`: the app's own voice comes back to it as from laptop speakers. Returns the module index."""
+    loaded = subprocess.run(["pactl", "load-module", "module-loopback", "source=spk.monitor", "sink=micfeed",
+                             f"latency_msec={latency_ms}", "source_dont_move=true", "sink_dont_move=true"],
+                            env=desktop.env, capture_output=True, text=True, check=True, timeout=20)
+    module = int(loaded.stdout.strip())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        listing = subprocess.run(["pactl", "list", "short", "sink-inputs"], env=desktop.env, capture_output=True,
+                                 text=True, check=True, timeout=20).stdout
+        ours = [line.split()[0] for line in listing.splitlines() if "module-loopback" in line]
+        if ours:
+            for index in ours:
+                percent = 100 * 10 ** (level_db / 60)  # PulseAudio's volume scale is cubic
+                subprocess.run(["pactl", "set-sink-input-volume", index, f"{percent:.0f}%"], env=desktop.env,
+                               check=True, timeout=20)
+            return module
+        time.sleep(0.1)
+    raise RuntimeError("the loopback's sink input did not appear")
+
+
+def test_the_app_does_not_interrupt_itself_on_speakers(desktop: Desktop, tmp_path):
+    """The speaker's sound comes back into the microphone at -20 dB with ~60 ms of delay; the app, with echo
+    cancellation on (the default), must answer without pausing for its own voice."""
+    xdg = {k: os.environ[k] for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME") if k in os.environ}
+    env = {**desktop.env, **xdg, "PYTHONUNBUFFERED": "1"}
+    module = loopback_speaker_into_microphone(desktop, -20.0, 60)
+    lines: list[str] = []
+    app = desktop.spawn([sys.executable, "-m", "app.cli", "--set", "llm.max_reply_tokens=80"], cwd=ROOT, env=env,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    threading.Thread(target=lambda: lines.extend(app.stderr), daemon=True).start()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not any(line.startswith("cadence: ready") for line in lines) and time.monotonic() < deadline:
+            assert app.poll() is None, "".join(lines)[-3000:]
+            time.sleep(0.1)
+        assert any(line.startswith("cadence: ready") for line in lines), "".join(lines)[-3000:]
+        mic = tmp_path / "mic.raw"
+        rec = desktop.spawn(["parec", "-d", "micfeed.monitor", "--format=s16le", f"--rate={RATE}", "--channels=1",
+                             "--raw"], stdout=open(mic, "wb"), stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        subprocess.run(["paplay", "-d", "micfeed", str(QUESTION)], env=desktop.env, check=True, timeout=30)
+        question_end = time.monotonic()
+        deadline = question_end + TURN_TIMEOUT_S
+        while not any(line.startswith("cadence: turn 1 ") for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(8.0)  # the reply plays on; its echo comes back into the microphone all along
+        stop(rec)
+    finally:
+        subprocess.run(["pactl", "unload-module", str(module)], env=desktop.env, timeout=20)
+    code = stop(app, timeout=30)
+    log = "".join(lines)
+    assert code == 0 and "Traceback" not in log, log[-3000:]
+    assert any(line.startswith("cadence: turn 1 ") for line in lines), "no reply:\n" + log[-3000:]
+    # the echo really reached the microphone: the agent's voice is in the microphone feed after the question
+    audio = np.frombuffer(mic.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
+    question_s = speech_seconds(audio[: int(6 * RATE)])
+    echo_s = speech_seconds(audio[int((0.5 + 6.0) * RATE):], threshold_dbfs=-55.0)
+    assert question_s > 1.0 and echo_s >= 1.0, (question_s, echo_s)
+    paused = [line for line in lines if line.startswith("cadence: paused for speech")]
+    assert not paused, f"the app interrupted itself {len(paused)} time(s):\n" + "".join(l for l in lines if l.startswith("cadence"))
+    assert not any(line.startswith("cadence: turn 2 ") for line in lines), "it answered its own voice"

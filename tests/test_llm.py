@@ -106,6 +106,25 @@ def test_turn_two_reuses_the_conversation_prefix_and_matches_a_cold_run(smol):
     assert (reply2, n2) == (cold, n_cold)
 
 
+def test_dropping_the_oldest_turns_shifts_the_cache_instead_of_evaluating_again(qwen):
+    """A long session trims its history from the front: the dropped turns are cut out of the KV cache and the
+    rest moved back (context shift), so only the new user text is evaluated; the reply still answers it."""
+    history: list[Message] = []
+    for i in range(10):
+        history += [Message("user", f"Question {i}: what do you think about the number {i}?"),
+                    Message("assistant", f"The number {i} is a fine number; it comes after {i - 1}.")]
+    qwen.reset()
+    full = qwen.start(ask("What is the capital of France?", tuple(history)), 8)
+    full.prefill()
+    trimmed = ask("What is the capital of France?", tuple(history[6:]))  # three oldest turns dropped
+    before, shifted = qwen.decoded_tokens, qwen.shifted_tokens
+    text, n, g = run(qwen, trimmed, max_tokens=12)
+    assert qwen.shifted_tokens - shifted > 0.8 * g.prompt_tokens - 60
+    assert g.reused_tokens >= g.prompt_tokens - 20  # the system prompt + the kept turns + most of the question
+    assert qwen.decoded_tokens - before <= g.prompt_tokens - g.reused_tokens + n
+    assert "paris" in text.lower(), text
+
+
 def test_cancelled_reply_does_not_corrupt_the_cache(smol):
     question = ask("Why is the sky blue?")
     smol.reset()

@@ -117,10 +117,12 @@ class EchoCancellingDevice:
 
 
 def with_echo_cancellation(device: DuplexDevice, audio_cfg) -> DuplexDevice:
-    """The device as the settings want it: echo-cancelled unless cancellation is off or the user wears
-    headphones (no speaker, no echo). EchoCancellerUnavailable when the `aec` extra is missing."""
-    if not audio_cfg.echo_cancellation or audio_cfg.headphones:
+    """The device as the audio settings want it: echo-cancelled unless cancellation is off or the user wears
+    headphones (no speaker, no echo), noise-suppressed when asked; the device itself when neither applies."""
+    cancel = audio_cfg.echo_cancellation and not audio_cfg.headphones
+    if not cancel and not audio_cfg.noise_suppression:
         return device
     from engines.aec_webrtc import WebRtcEchoCanceller
 
-    return EchoCancellingDevice(device, WebRtcEchoCanceller(noise_suppression=audio_cfg.noise_suppression))
+    return EchoCancellingDevice(device, WebRtcEchoCanceller(noise_suppression=audio_cfg.noise_suppression,
+                                                            echo_cancellation=cancel))

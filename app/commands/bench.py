@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                                          "and sequential scheduler modes: first audio, total time, underruns"),
     "conversation": ("app.bench.conversation", "a spoken session of 20 questions through the real session: "
                                                "ASR, turn, LLM first token, TTS first audio and V2V"),
+    "soak": ("app.bench.soak", "one long session (default 200 turns): memory growth, V2V drift, LLM context kept "
+                               "within its window with the system prompt first"),
+    "echo": ("app.bench.echo", "the echo canceller on the agent's voice with real people talking over it: echo "
+                               "reduction, near-end level in double talk, delay estimate, WER with and without"),
 }
 
 

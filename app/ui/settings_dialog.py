@@ -5,7 +5,7 @@ a valid config is emitted by `applied` (the controller saves it and swaps the en
 from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
-from PyQt6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                              QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget,
                              QVBoxLayout, QWidget)
 
@@ -141,6 +141,14 @@ class SettingsDialog(QDialog):
         audio = QFormLayout()
         audio.addRow("Microphone", self.input_device)
         audio.addRow("Speaker", self.output_device)
+        self.echo_cancellation = QCheckBox("Cancel the assistant's own voice (echo cancellation)")
+        self.echo_cancellation.setChecked(cfg.audio.echo_cancellation)
+        self.noise_suppression = QCheckBox("Suppress background noise")
+        self.noise_suppression.setChecked(cfg.audio.noise_suppression)
+        self.headphones = QCheckBox("I use headphones (no echo to cancel)")
+        self.headphones.setChecked(cfg.audio.headphones)
+        for box in (self.echo_cancellation, self.noise_suppression, self.headphones):
+            audio.addRow(box)
         self.audio_note = QLabel(note)
         self.audio_note.setWordWrap(True)
         self.audio_note.setStyleSheet(f"color: {MUTED};")
@@ -190,7 +198,10 @@ class SettingsDialog(QDialog):
             "turn": {"vad_threshold": round(self.vad_threshold.value(), 4),
                      "turn_threshold": round(self.turn_threshold.value(), 4), "pause_ms": self.pause_ms.value(),
                      "max_wait_ms": self.max_wait_ms.value(), "min_barge_in_ms": self.min_barge_in_ms.value()},
-            "audio": {"input_device": device(self.input_device), "output_device": device(self.output_device)},
+            "audio": {"input_device": device(self.input_device), "output_device": device(self.output_device),
+                      "echo_cancellation": self.echo_cancellation.isChecked(),
+                      "noise_suppression": self.noise_suppression.isChecked(),
+                      "headphones": self.headphones.isChecked()},
         }
 
     def validated(self) -> Config | None:

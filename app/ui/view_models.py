@@ -39,6 +39,19 @@ def meter_percent(rms: float, floor_db: float = -60.0) -> int:
     return int(round(100 * min(1.0, max(0.0, (db - floor_db) / -floor_db))))
 
 
+def echo_text(stats, audio) -> str:
+    """The status-bar diagnostics of the echo canceller: its delay estimate and how much echo it removes."""
+    if audio.headphones:
+        return "headphones: no echo cancellation"
+    if not audio.echo_cancellation:
+        return "echo cancellation off"
+    if stats is None:
+        return ""
+    delay = "estimating delay" if stats.delay_ms is None else f"delay {stats.delay_ms:.0f} ms"
+    reduction = "" if stats.reduction_db is None else f", echo −{stats.reduction_db:.0f} dB"
+    return f"echo canceller: {delay}{reduction}"
+
+
 # ---- transcript ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TranscriptEntry:

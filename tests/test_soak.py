@@ -1,0 +1,77 @@
+"""`cadence bench soak` as a user runs it, kept short: six spoken turns in one session with the tiny LLM and a small
+context window, so the history is trimmed during the run. The report holds memory, V2V and context figures, keeps
+the system prompt first and the prompt within the window, and holds no words of the conversation."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.bench.soak import rss_mb
+from app.paths import asset
+from tests.conftest import run_cli
+
+TURNS = 6
+N_CTX = 512  # history budget max(1000, (512 - 16 - 64) * 3 - len(system prompt)) = 1000 chars: trimmed by turn 3
+
+
+def test_rss_is_this_process_resident_memory():
+    now = rss_mb()
+    assert now is not None and 10 < now < 64_000
+    ballast = bytearray(64 * 2**20)  # 64 MB, touched
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    assert rss_mb() - now > 50
+    del ballast
+
+
+@pytest.mark.slow
+def test_bench_soak_short_run_trims_history_and_reports_every_figure(tmp_path):
+    out = tmp_path / "soak.json"
+    proc = run_cli("--set", "models.llm=smollm2-135m", "--set", f"llm.n_ctx={N_CTX}", "bench", "soak",
+                   "--turns", str(TURNS), "--reply-tokens", "16", "--json", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["turns_asked"] == TURNS and data["turns_answered"] >= TURNS - 1, data["notes"]
+    assert data["recording_s_kept"] == 0  # a long soak must not grow a recording
+
+    rss = data["rss_mb"]
+    assert len(rss["per_turn"]) == data["turns_recorded"]
+    assert all(50 < x < 16_000 for x in rss["per_turn"] + [rss["before_session"]]), rss
+    assert rss["warm_up_turns"] == max(1, len(rss["per_turn"]) // 3)
+    assert rss["growth"] == pytest.approx(rss["end"] - rss["after_warm_up"])
+
+    v2v = data["v2v_ms"]
+    assert v2v["window"] == data["turns_recorded"] // 2
+    for summary in (v2v["first"], v2v["last"]):
+        assert summary["n"] >= 2 and 0 < summary["p50"] <= summary["p90"] < 60_000, summary  # loose: a busy machine
+    assert v2v["p50_drift_pct"] == pytest.approx((v2v["last"]["p50"] / v2v["first"]["p50"] - 1) * 100)
+
+    prompt, history = data["prompt_tokens"], data["history"]
+    assert prompt["n_ctx"] == N_CTX and 0 < prompt["largest"] < prompt["largest_plus_reply"] <= N_CTX
+    assert history["budget_chars"] == 1000 and 0 < history["largest_chars"] <= history["budget_chars"]
+    assert history["user_turns_dropped"] >= 1, history  # the history was trimmed during the run ...
+    assert history["system_prompt_first"] is True  # ... and kept the system prompt first
+    assert data["pass"]["context_within_window"] and data["pass"]["system_prompt_first"]
+
+    verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS: ", "FAIL: "))]
+    assert len(verdicts) == 4, proc.stdout
+    assert "PASS: system prompt still first in the history" in verdicts
+    assert "resident memory:" in proc.stdout and "P50 drift" in proc.stdout
+
+    # privacy: the report holds figures and counts, not what was said
+    report = (out.read_text(encoding="utf-8") + proc.stdout).lower()
+    questions = json.loads(asset("bench/questions.json").read_text(encoding="utf-8"))
+    assert not [q["text"] for q in questions if q["text"].lower()[:24] in report]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--turns", "1"), "--turns"),
+    (("--reply-tokens", "2"), "--reply-tokens"),
+])
+def test_bad_soak_options_fail_with_one_line_before_loading_models(args, needle):
+    proc = run_cli("bench", "soak", *args, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cadence: error:") and needle in lines[0], proc.stderr
+    assert "[bench:" not in proc.stderr
