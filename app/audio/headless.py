@@ -33,12 +33,13 @@ class HeadlessDuplex:
     """Runs the block callback on its own thread, one block per block-duration of wall time."""
 
     def __init__(self, source: InputSource, playback: PlaybackBuffer, rate: int = 16000, block: int = 512,
-                 pace: float = 1.0, echo: SpeakerEcho | None = None):
+                 pace: float = 1.0, echo: SpeakerEcho | None = None, record: bool = True):
         if playback.sample_rate != rate:
             raise ValueError("the playback buffer must run at the device rate")
         self.rate, self.block, self.pace = rate, block, pace
         self.source = source
         self.echo = echo  # the simulated speaker-to-microphone path, if any
+        self.record = record  # keep the stereo recording (a long soak does not: it grows ~8 MB a minute)
         self.playback = playback
         self.clock: BlockClock | None = None
         self.input_over = threading.Event()
@@ -75,9 +76,10 @@ class HeadlessDuplex:
                 self.input_over.set()
                 mic = np.zeros(self.block, dtype=np.float32)
             out, notes = self.playback.read(self.block)
-            with self._lock:
-                self._mic.append(mic)
-                self._spk.append(out)
+            if self.record:
+                with self._lock:
+                    self._mic.append(mic)
+                    self._spk.append(out)
             if self.echo is not None:
                 mic = self.echo.add_to(mic)
                 self.echo.play(out)

@@ -37,13 +37,6 @@ class HeadlessResult:
     agent_paused: int = 0  # times the agent held its audio because it heard speech (barge-ins and false alarms)
 
 
-class _NoRecording(list):
-    """Stands in for the device's recording lists when the recording is not kept (a long soak)."""
-
-    def append(self, item) -> None:
-        pass
-
-
 def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeout_s: float = 600.0,
                      echo: EchoPath | None = None, on_session=None, keep_recording: bool = True) -> HeadlessResult:
     """`echo` feeds the agent's output back into the microphone through a simulated speaker-to-mic path; the
@@ -55,9 +48,8 @@ def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeo
     session: Session | None = None
     source = ScriptedInput(turns, RATE, agent_idle=lambda: session is not None and session.idle.is_set(),
                            agent_playing_s=lambda: session.reply_playing_s() if session else None)
-    device = HeadlessDuplex(source, playback, RATE, echo=echo.build(RATE, 512) if echo else None)
-    if not keep_recording:
-        device._mic, device._spk = _NoRecording(), _NoRecording()
+    device = HeadlessDuplex(source, playback, RATE, echo=echo.build(RATE, 512) if echo else None,
+                            record=keep_recording)
     heard = with_echo_cancellation(device, cfg.audio)
     session = Session(engines, heard, scheduler, system_prompt(cfg), session_settings(cfg), playback=playback)
     collector = TurnCollector(scheduler)
