@@ -147,3 +147,73 @@ def test_absurd_sample_rate_is_refused(tmp_path):
     sf.write(str(path), tone(2000, 1.0, hz=100.0), 2000, subtype="PCM_16")
     with pytest.raises(AudioFormatError, match="sample rate"):
         read_audio(path)
+
+
+def test_inf_samples_are_refused_with_their_time(tmp_path):
+    samples = tone(16000, 2.0)
+    samples[24000] = np.inf
+    path = tmp_path / "inf.wav"
+    sf.write(str(path), samples, 16000, subtype="FLOAT")
+    with pytest.raises(AudioFormatError, match=r"NaN or infinite samples \(the first at 1.50 s\)"):
+        read_audio(path)
+
+
+# ---- repairs: offset, over-range floats, unfinalised headers ----------------------------------------------------
+
+def test_dc_offset_is_removed_and_a_negligible_one_left_alone(tmp_path):
+    path = tmp_path / "dc.wav"
+    sf.write(str(path), tone(16000, 1.0, amp=0.3) + 0.4, 16000, subtype="PCM_16")
+    x = read_audio(path)
+    assert abs(float(np.mean(x))) < 1e-4 and abs(amplitude(x) - 0.3) < 0.01
+    sf.write(str(path), tone(16000, 1.0, amp=0.3) + 5e-4, 16000, subtype="FLOAT")
+    assert float(np.mean(read_audio(path))) == pytest.approx(5e-4, abs=5e-5)  # below -60 dBFS: untouched
+
+
+def test_float_above_full_scale_is_scaled_not_clipped(tmp_path):
+    path = tmp_path / "loud.wav"
+    sf.write(str(path), tone(16000, 1.0, amp=4.0), 16000, subtype="FLOAT")
+    x = read_audio(path)
+    assert np.abs(x).max() == pytest.approx(1.0, abs=1e-6)
+    assert np.allclose(x, tone(16000, 1.0, amp=1.0), atol=1e-4)  # the same sine, not a clipped one
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_a_header_whose_recorder_never_wrote_the_data_size_reads_to_the_end(tmp_path, subtype):
+    path = tmp_path / "rec.wav"
+    sf.write(str(path), np.stack([tone(16000, 1.0), tone(16000, 1.0)], axis=1), 16000, subtype=subtype)
+    expected = read_audio(path)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"data") + 4
+    raw[at:at + 4] = bytes(4)  # data size 0, as a recorder writes it before it knows
+    path.write_bytes(bytes(raw) + b"\x01")  # and a stray half sample at the end
+    assert np.array_equal(read_audio(path), expected)
+    path.write_bytes(bytes(raw[:at + 4]))  # the same header with nothing after it
+    with pytest.raises(AudioFormatError, match="no audio samples"):
+        read_audio(path)
+
+
+def test_decoder_chatter_never_reaches_stderr(tmp_path, capfd):
+    """libsndfile's MPEG decoder prints notes on fd 2 for bytes it half-recognises: the CLI's one error line must
+    stay one line."""
+    path = tmp_path / "noise.wav"
+    path.write_bytes(np.random.default_rng(1).bytes(20000))
+    with pytest.raises(AudioFormatError, match="format not recognised"):
+        read_audio(path)
+    assert capfd.readouterr().err == ""
+
+
+def test_memory_follows_the_16k_mono_result_not_the_file(tmp_path):
+    """60 s of 48 kHz stereo float (23 MB decoded whole) is read in blocks: the peak of numpy allocations stays
+    near the 3.8 MB 16 kHz mono result."""
+    import tracemalloc
+
+    path = tmp_path / "long.wav"
+    sf.write(str(path), np.stack([tone(48000, 60.0)] * 2, axis=1).astype(np.float32), 48000, subtype="FLOAT")
+    tracemalloc.start()
+    try:
+        x = read_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(x) == 60 * SAMPLE_RATE
+    assert peak < 8 * 2**20, peak / 2**20

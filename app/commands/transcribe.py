@@ -1,6 +1,7 @@
-"""`cadence transcribe FILE.wav [--engine ID]`: print the transcript of a WAV file (any rate, depth or channel
-count) with one of the catalog's speech recognizers (default: config `models.asr`, or the user's `.nemo` file
-in `models.asr_path`)."""
+"""`cadence transcribe FILE.wav [--engine ID]`: print the transcript of a recording (WAV of any rate, depth or
+channel count, or FLAC, Ogg, MP3; any length up to 3 hours, transcribed whole) with one of the catalog's speech
+recognizers (default: config `models.asr`, or the user's `.nemo` file in `models.asr_path`). No speech: an empty
+transcript, said once on stderr, exit code 0; a file that is not usable audio: one line, exit code 2."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,8 @@ CHUNK = SAMPLE_RATE // 2  # audio handed to a streaming engine per accept() (0.5
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transcribe", help="print the transcript of a WAV file")
-    p.add_argument("file", metavar="FILE.wav", help="the recording (WAV, any sample rate, mono or stereo)")
+    p.add_argument("file", metavar="FILE.wav",
+                   help="the recording (WAV, FLAC, Ogg or MP3; any sample rate, mono or stereo)")
     p.add_argument("--engine", metavar="ID", help="catalog id of the recognizer (default: config models.asr)")
     p.set_defaults(func=cmd_transcribe)
 
