@@ -165,6 +165,15 @@ class Scheduler:
         with self._lock:
             return self._in_flight
 
+    def outstanding(self, turn: int | None = None) -> list[UnitHandle]:
+        """The units queued or running now (of ``turn`` only, when given): running ones first, then each
+        lane's queue in run order. A cancelled turn must have none once its running unit has stopped."""
+        with self._lock:
+            lanes = list(self._lanes.values())
+            running = [h for h in (lane.running_locked() for lane in lanes) if h is not None]
+            handles = running + [h for lane in lanes for h in lane.queued_handles_locked()]
+        return [h for h in handles if turn is None or h.unit.turn == turn]
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no unit is queued, running or in its ``on_done``; False on timeout."""
         with self._idle:

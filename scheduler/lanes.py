@@ -100,6 +100,10 @@ class Lane:
     def queued_locked(self) -> int:
         return len(self._heap)
 
+    def queued_handles_locked(self) -> list[UnitHandle]:
+        """The queued handles, in the order they would run."""
+        return [e[2] for e in sorted(self._heap)]
+
     def close_locked(self) -> None:
         self._closing = True
         self._cond.notify_all()

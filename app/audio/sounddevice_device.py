@@ -7,8 +7,10 @@ device rate). Times are mapped from PortAudio's stream clock (`inputBufferAdcTim
 
 The callbacks never block and never raise: the output callback queues "what was played when" for the input callback,
 which attaches it to the next block. A monitor thread notices a stream that stopped (a device unplugged) or fell
-silent, and reports it through `on_status`; `restart()` reopens the streams. Every expected failure (PortAudio not
-installed, no device, an unknown device) is a `DeviceError` with one sentence that says what to do."""
+silent, reports it through `on_status`, then reopens the streams every `RETRY_S` until sound flows again, and reports
+that through `on_recovered`; `restart()` does the same at once. PortAudio lists devices only when it starts, so it is
+restarted (`refresh_devices`, never under an open stream) before devices are looked up. Every expected failure (PortAudio not installed, no device, an
+unknown device) is a `DeviceError` with one sentence that says what to do."""
 from __future__ import annotations
 
 import logging
@@ -26,6 +28,9 @@ log = logging.getLogger("cadence.audio")
 RATE = 16000
 BLOCK = 512
 SILENT_AFTER_S = 1.5  # a running input stream that delivered nothing for this long has lost its device
+WATCH_S = 0.25  # the monitor looks at the streams this often
+RETRY_S = 2.0  # while the device is lost, the monitor tries to reopen it this often
+RECOVERED = "the audio device is back: listening again"
 StatusCallback = Callable[[str], None]
 
 
@@ -41,6 +46,22 @@ def load_sounddevice() -> Any:
         raise DeviceError(f"PortAudio is not installed ({exc}): install it with "
                           "`apt-get install libportaudio2` and start Cadence again") from None
     return sounddevice
+
+
+_open_devices: set[int] = set()  # ids of the SoundDeviceDuplex objects whose streams are open
+
+
+def refresh_devices(sd: Any) -> None:
+    """Restart PortAudio so that it lists the devices there now (it enumerates them only when it starts); skipped
+    while any stream of this process is open. DeviceError when PortAudio cannot start (no sound system)."""
+    if _open_devices or not hasattr(sd, "_terminate"):  # streams running, or a test stub
+        return
+    try:
+        if sd._initialized > 0:
+            sd._terminate()
+        sd._initialize()
+    except Exception as exc:
+        raise DeviceError(f"cannot start PortAudio ({exc}): check the sound system is running") from None
 
 
 def list_devices() -> tuple[list[str], list[str]]:
@@ -114,14 +135,21 @@ class SoundDeviceDuplex:
     block = BLOCK
 
     def __init__(self, playback: PlaybackBuffer, input_device: str = "", output_device: str = "",
-                 on_status: StatusCallback | None = None):
+                 on_status: StatusCallback | None = None, on_recovered: StatusCallback | None = None,
+                 retry_s: float = RETRY_S):
         if playback.sample_rate != RATE:
             raise ValueError("the playback buffer must run at 16 kHz")
         self.playback = playback
         self.input_spec, self.output_spec = input_device, output_device
-        self.on_status = on_status or (lambda msg: log.warning("%s", msg))
+        self.on_status = on_status or (lambda msg: log.warning("%s", msg))  # the device was lost
+        self.on_recovered = on_recovered or (lambda msg: log.info("%s", msg))  # ... and is back
+        self.retry_s = retry_s
+        self.lost: str | None = None  # the problem reported, until sound flows again
+        self._lock = threading.RLock()  # one open, close or restart at a time (monitor and UI threads)
+        self.index = 0  # block numbers go on across restarts
         self.muted = False  # a flag the UI sets: zeroes the microphone blocks
         self.sd = load_sounddevice()
+        refresh_devices(self.sd)  # a device plugged in since PortAudio started is listed too
         self.in_index = resolve_device(self.sd, input_device, "input")  # fail early, before models load
         self.out_index = resolve_device(self.sd, output_device, "output")
         self._on_block: BlockHandler | None = None
@@ -132,32 +160,47 @@ class SoundDeviceDuplex:
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def start(self, on_block: BlockHandler) -> None:
-        self._on_block = on_block
-        self._stopping.clear()
-        self._open()
+        with self._lock:
+            self._on_block = on_block
+            self._stopping.clear()
+            self._open()
+        self._start_monitor()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            self._close()
+            self.lost = None
+
+    def restart(self) -> None:
+        """Reopen the streams (after a device disappeared or came back), PortAudio's device list refreshed;
+        DeviceError when it is still missing."""
+        if self._on_block is None:
+            raise RuntimeError("restart() before start()")
+        with self._lock:
+            self._stopping.clear()
+            self._reopen()
+        self._start_monitor()
+
+    def _start_monitor(self) -> None:
         if self._monitor is None or not self._monitor.is_alive():
             self._monitor = threading.Thread(target=self._watch, name="audio-monitor", daemon=True)
             self._monitor.start()
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def _reopen(self) -> None:
+        """Close the streams, restart PortAudio so it lists the devices there now, and open them again."""
         self._close()
-
-    def restart(self) -> None:
-        """Reopen the streams (after a device disappeared or came back); DeviceError when it is still missing."""
-        if self._on_block is None:
-            raise RuntimeError("restart() before start()")
-        self._close()
-        self.in_index = resolve_device(self.sd, self.input_spec, "input")
-        self.out_index = resolve_device(self.sd, self.output_spec, "output")
-        self._stopping.clear()
+        sd = self.sd
+        refresh_devices(sd)
+        self.in_index = resolve_device(sd, self.input_spec, "input")
+        self.out_index = resolve_device(sd, self.output_spec, "output")
         self._open()
 
     def device_names(self) -> tuple[str, str]:
         return (self.sd.query_devices(self.in_index)["name"], self.sd.query_devices(self.out_index)["name"])
 
     def _reset_state(self) -> None:
-        self.index = 0
+        self._inputs = 0  # input callbacks since the streams opened
         self._in_fifo = np.zeros(0, np.float32)
         self._out_fifo = np.zeros(0, np.float32)
         self._pending: deque[tuple[float, list[PlaybackNote]]] = deque()  # (t_out, notes) from the output side
@@ -175,6 +218,7 @@ class SoundDeviceDuplex:
         self.out_rate, out_channels = stream_format(sd, self.out_index, "output")
         self._down = _Resampler(self.in_rate, RATE)
         self._up = _Resampler(RATE, self.out_rate)
+        _open_devices.add(id(self))
         try:
             self._streams.append(sd.InputStream(
                 device=self.in_index, samplerate=self.in_rate, channels=in_channels, dtype="float32",
@@ -200,6 +244,7 @@ class SoundDeviceDuplex:
                 stream.close()
             except Exception:  # a vanished device may refuse even this
                 pass
+        _open_devices.discard(id(self))
 
     # ---- callbacks (PortAudio's thread: no locks held long, no exceptions out) ------------------------------
     def _perf(self, pa_time: float, fallback: float) -> float:
@@ -210,6 +255,7 @@ class SoundDeviceDuplex:
         try:
             now = time.perf_counter()
             self._last_input = now
+            self._inputs += 1
             if status:
                 self._flags.append(f"input: {status}")
             t_last = self._perf(time_info.inputBufferAdcTime, now) + frames / self.in_rate
@@ -264,22 +310,41 @@ class SoundDeviceDuplex:
 
     # ---- watching for a device that went away -----------------------------------------------------------------
     def _watch(self) -> None:
-        reported = False
-        while not self._stopping.wait(0.25):
-            problem = self.problem()
-            if problem and not reported:
-                self.on_status(problem)
-            reported = bool(problem)
+        """Report a lost device once, reopen it every `retry_s` until sound flows again, then report that."""
+        last_try = 0.0
+        while not self._stopping.wait(WATCH_S):
             while self._flags:
                 log.info("audio: %s", self._flags.popleft())
+            problem = self.problem()
+            if self.lost is None:
+                if problem:
+                    self.lost, last_try = problem, time.perf_counter()
+                    self.on_status(problem)
+                continue
+            if self._streams and self._inputs > 0 and problem is None:
+                self.lost = None
+                self.on_recovered(RECOVERED)
+            elif time.perf_counter() - last_try >= self.retry_s:
+                last_try = time.perf_counter()
+                self._retry()
+
+    def _retry(self) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            try:
+                self._reopen()
+            except Exception as exc:  # still gone (DeviceError, or PortAudio refusing): try again later
+                log.info("audio: still no device (%s)", exc)
 
     def problem(self) -> str | None:
         """A sentence when the running streams stopped or fell silent, else None."""
         if self._stopping.is_set() or not self._streams:
             return None
         if self._finished.is_set() or not all(s.active for s in self._streams):
-            return ("the audio device stopped (was it unplugged?): reconnect it and press Restart audio, "
-                    "or choose another one in Settings → Audio")
+            return ("the audio device stopped (was it unplugged?): reconnect it and Cadence picks it up again, "
+                    "or press Restart audio, or choose another one in Settings → Audio")
         if time.perf_counter() - self._last_input > SILENT_AFTER_S:
-            return "the microphone stopped delivering sound: reconnect it and press Restart audio"
+            return ("the microphone stopped delivering sound: reconnect it and Cadence picks it up again, "
+                    "or press Restart audio")
         return None

@@ -16,6 +16,7 @@ from engines.protocols import Generation, Synthesizer
 from scheduler import CancelToken, InterleavedStream, Priority, Scheduler, StreamSummary, UnitResult
 
 FIRST_CHUNK_STEP = 2  # tokens per inner step while looking for the first clause
+LATER_CHUNK_STEP = 4  # tokens per inner step afterwards (the cancel token is checked between steps)
 FIRST_SEGMENT_MAX_CHARS = 48  # a first sentence with no clause mark is cut at a space after this many characters
 SILENCE = 10 ** (-60 / 20)  # below -60 dBFS the user hears nothing yet
 
@@ -58,22 +59,21 @@ class Reply:
         return UnitResult((text, finished), meta)
 
     def _generate(self, max_tokens: int, token: CancelToken) -> tuple[str, bool, int]:
+        """A chunk of up to `max_tokens`, a few tokens per inner step: a cancelled reply stops within a step (not at
+        the end of a 96-token chunk), and the first chunk stops as soon as a first segment can be cut."""
         generation = self._generation()
-        if self._first_cut:
-            step = generation.step(max_tokens)
-            self._note(step.text)
-            return step.text, step.finished, step.tokens
-        parts, used, finished = [], 0, False
+        parts, used, tokens, finished = [], 0, 0, False
         while used < max_tokens and not finished and not token.cancelled:
-            step = generation.step(min(FIRST_CHUNK_STEP, max_tokens - used))
-            used += max(step.tokens, 1)
+            size = LATER_CHUNK_STEP if self._first_cut else FIRST_CHUNK_STEP
+            step = generation.step(min(size, max_tokens - used))
+            used, tokens = used + max(step.tokens, 1), tokens + step.tokens
             finished = step.finished
             parts.append(step.text)
             self._note(step.text)
-            if split_reply(self._text, first=True, final=False)[0]:
+            if not self._first_cut and split_reply(self._text, first=True, final=False)[0]:
                 self._first_cut = True
                 break
-        return "".join(parts), finished, used
+        return "".join(parts), finished, tokens
 
     def _note(self, text: str) -> None:
         if text and self.first_token_at is None:

@@ -230,6 +230,7 @@ class Session:
         self._begin_asr(act.turn_id, act.from_t)
 
     def _do_ContinueTranscription(self, act: a.ContinueTranscription) -> None:
+        self.scheduler.cancel_turn(act.previous_turn_id, wait=False)  # its results would be stale: drop its work
         self._begin_asr(act.turn_id, act.from_t)  # decode the whole turn again, from its first word
 
     def _begin_asr(self, turn: int, from_t: float) -> None:
@@ -388,5 +389,5 @@ class Session:
 
 def _finished_event(t: float, turn: int, summary) -> e.Event:
     if summary.status == "error":
-        return e.EngineFailed(t, turn, "reply", str(summary.error))
+        return e.EngineFailed(t, turn, "reply", type(summary.error).__name__)  # an error may quote the text
     return e.ReplyFinished(t, turn)

@@ -40,7 +40,8 @@ class HeadlessResult:
 def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeout_s: float = 600.0,
                      echo: EchoPath | None = None, on_session=None, keep_recording: bool = True) -> HeadlessResult:
     """`echo` feeds the agent's output back into the microphone through a simulated speaker-to-mic path; the
-    session hears it through the echo canceller when `cfg.audio` turns cancellation on.
+    session hears it through the echo canceller when `cfg.audio` turns cancellation on (without `echo` there is
+    no speaker path, so no canceller, as with headphones).
     `on_session(session)` is called before the session starts (a soak subscribes to its notifications and
     spans); `keep_recording=False` keeps no stereo recording (it grows by ~8 MB a minute) and so no waveform V2V."""
     scheduler = new_scheduler(cfg)
@@ -50,7 +51,8 @@ def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeo
                            agent_playing_s=lambda: session.reply_playing_s() if session else None)
     device = HeadlessDuplex(source, playback, RATE, echo=echo.build(RATE, 512) if echo else None,
                             record=keep_recording)
-    heard = with_echo_cancellation(device, cfg.audio)
+    # a headless run has no loudspeaker unless one is simulated: like headphones, nothing to cancel without it
+    heard = with_echo_cancellation(device, cfg.audio) if echo else device
     session = Session(engines, heard, scheduler, system_prompt(cfg), session_settings(cfg), playback=playback)
     collector = TurnCollector(scheduler)
     session.subscribe(collector)

@@ -19,8 +19,10 @@ import numpy as np
 
 from app import config as config_mod
 from app.audio.duplex import Block, BlockHandler, DuplexDevice
+from app.audio.echo_cancel import EchoCancellingDevice, with_echo_cancellation
 from app.audio.playback import PlaybackBuffer
 from app.config import Config
+from app.conversation.actions import PausePlayback
 from app.conversation.session import Engines, Session
 from app.errors import UserError
 from app.metrics.turns import TurnCollector
@@ -29,6 +31,7 @@ from app.ui.bridge import UiBridge
 from app.ui.view_models import state_label
 
 log = logging.getLogger("cadence.ui")
+AUDIO_RETRY_S = 2.0  # with no sound device when the conversation should start, look for one this often
 DeviceFactory = Callable[[Config, PlaybackBuffer, "AppController"], DuplexDevice]
 # which settings each engine is built from: an engine is rebuilt on Apply only when its key changed
 ENGINE_KEYS: dict[str, Callable[[Config], tuple]] = {
@@ -51,7 +54,13 @@ def sound_card(cfg: Config, playback: PlaybackBuffer, controller: "AppController
         controller.bridge.audio_problem.emit(message)
         controller.bridge.state_changed.emit("no-audio", "No audio device")
 
-    return SoundDeviceDuplex(playback, cfg.audio.input_device, cfg.audio.output_device, on_status=on_status)
+    def on_recovered(message: str) -> None:  # ... and came back: the monitor reopened it
+        controller.bridge.audio_problem.emit("")
+        controller.bridge.state_changed.emit(*controller._state())
+        controller.bridge.progress.emit(message)
+
+    return SoundDeviceDuplex(playback, cfg.audio.input_device, cfg.audio.output_device, on_status=on_status,
+                             on_recovered=on_recovered)
 
 
 def build_changed(new: Config, old: Config | None, engines: Engines | None,
@@ -101,6 +110,13 @@ class LevelTap:
             self.device.muted = muted
 
 
+def _log_pause(item) -> None:
+    """One stderr line each time the agent holds its voice because it heard speech (a barge-in, or the echo of
+    its own voice if cancellation fails): an event, never words."""
+    if isinstance(item, PausePlayback):
+        print(f"cadence: paused for speech turn={item.turn_id}", file=sys.stderr, flush=True)
+
+
 class AppController:
     def __init__(self, cfg: Config, bridge: UiBridge, config_file: Path | None = None,
                  device_factory: DeviceFactory = sound_card):
@@ -113,11 +129,16 @@ class AppController:
         self._unsubscribe: Callable[[], None] | None = None
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()  # one load or swap at a time
+        self._closing = threading.Event()
+        self._looking: threading.Thread | None = None  # looks for a sound device while there is none
         bridge.latency_changed.connect(self._log_turn)  # the same snapshot the graphs draw
 
     def _log_turn(self, snapshot) -> None:
         """One stderr line per turn the graphs show: timings only, never words (observable by tests and users)."""
         ms = {s.stage: s.last_ms for s in snapshot.series.values() if s.last_ms is not None}
+        echo = self.echo_stats()
+        if echo is not None and echo.delay_ms is not None:
+            ms["echo_delay"] = echo.delay_ms
         print(f"cadence: turn {snapshot.turns_total} " + " ".join(f"{k}_ms={v:.0f}" for k, v in ms.items()),
               file=sys.stderr, flush=True)
 
@@ -149,6 +170,11 @@ class AppController:
         if self.device is not None:
             self.device.set_muted(muted)
 
+    def echo_stats(self):
+        """The echo canceller's figures (delay estimate, echo reduction) or None when it is off."""
+        inner = self.device.device if self.device is not None else None
+        return inner.stats() if isinstance(inner, EchoCancellingDevice) and self.session is not None else None
+
     def mic_level(self) -> float:
         return self.device.level if self.device is not None and self.session is not None else 0.0
 
@@ -164,6 +190,8 @@ class AppController:
                 inner.restart()
             elif self.engines is not None:
                 with self._lock:
+                    if self._closing.is_set():  # the window closed meanwhile
+                        return
                     self._swap(self.cfg, self.engines)
             self.bridge.audio_problem.emit("")
             self.bridge.state_changed.emit(*self._state())
@@ -171,7 +199,19 @@ class AppController:
         except DeviceError as exc:
             self.bridge.audio_problem.emit(str(exc))
 
+    def _look_for_device(self) -> None:
+        """No sound device when the conversation was to start: try again every AUDIO_RETRY_S (as Restart audio
+        does) until a session runs or the window closes."""
+        def look() -> None:
+            while not self._closing.wait(AUDIO_RETRY_S) and self.session is None:
+                self.restart_audio()
+
+        if self._looking is None or not self._looking.is_alive():
+            self._looking = threading.Thread(target=look, name="audio-retry", daemon=True)
+            self._looking.start()
+
     def shutdown(self) -> None:
+        self._closing.set()
         self.wait(30)
         with self._lock:
             self._stop_session()
@@ -209,6 +249,7 @@ class AppController:
                         return
                     self.cfg, self.engines = cfg, engines  # ready to start once a device is there
                     self.bridge.audio_problem.emit(str(exc))
+                    self._look_for_device()
                 if save:
                     config_mod.save(cfg, self.config_file)
         finally:
@@ -233,7 +274,8 @@ class AppController:
         from app.audio.sounddevice_device import DeviceError
 
         playback = PlaybackBuffer(16000)
-        device = LevelTap(self.device_factory(cfg, playback, self))  # resolves the devices; opens nothing yet
+        card = self.device_factory(cfg, playback, self)  # resolves the devices; opens nothing yet
+        device = LevelTap(with_echo_cancellation(card, cfg.audio))  # the meter shows what the session hears
         device.set_muted(self.muted)
         history = self.session.history if self.session is not None else None
         self._stop_session()
@@ -245,6 +287,7 @@ class AppController:
         collector.listeners.append(self.bridge.on_turn_record)
         session.subscribe(self.bridge.on_session_item)
         session.subscribe(collector)
+        session.subscribe(_log_pause)
         unsubscribe = scheduler.spans.subscribe(self.bridge.on_span)
         try:
             session.start()

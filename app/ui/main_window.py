@@ -16,7 +16,7 @@ from app.ui.bridge import UiBridge
 from app.ui.latency_graphs import LatencyGraphs
 from app.ui.theme import ACCENT, ERROR, MUTED, PANEL, STATE_COLORS, TEXT
 from app.ui.timeline import TimelineView
-from app.ui.view_models import TranscriptEntry, meter_percent
+from app.ui.view_models import TranscriptEntry, echo_text, meter_percent
 
 METER_INTERVAL_MS = 66
 
@@ -29,6 +29,7 @@ class Controls(Protocol):
     def apply(self, cfg: Config) -> bool: ...
     def set_muted(self, muted: bool) -> None: ...
     def mic_level(self) -> float: ...
+    def echo_stats(self): ...
     def restart_audio(self) -> None: ...
     def shutdown(self) -> None: ...
 
@@ -123,7 +124,11 @@ class MainWindow(QMainWindow):
         self.engines_label.setStyleSheet(f"color: {MUTED};")
         self.statusBar().addWidget(self.busy)
         self.statusBar().addWidget(self.progress_label, 1)
+        self.echo_label = QLabel()  # diagnostics: the echo canceller's delay estimate and echo reduction
+        self.echo_label.setStyleSheet(f"color: {MUTED};")
+        self.statusBar().addPermanentWidget(self.echo_label)
         self.statusBar().addPermanentWidget(self.engines_label)
+        self._polls = 0
 
         bridge.state_changed.connect(self.show_state)
         bridge.transcript_changed.connect(self.show_transcript)
@@ -188,6 +193,9 @@ class MainWindow(QMainWindow):
     def _poll_meter(self) -> None:
         level = self.controls.mic_level() if self.controls is not None else 0.0
         self.meter.setValue(meter_percent(level))
+        self._polls += 1
+        if self.controls is not None and self._polls % 15 == 1:  # about once a second
+            self.echo_label.setText(echo_text(self.controls.echo_stats(), self.controls.cfg.audio))
 
     def open_settings(self):
         from app.ui.settings_dialog import SettingsDialog
