@@ -251,7 +251,7 @@ def loopback_speaker_into_microphone(desktop: Desktop, level_db: float, latency_
 
 
 @pytest.mark.xfail(strict=False, reason="known problem (issue 8 stays open): on the real PulseAudio path the "
-                   "canceller lets enough echo through that the app pauses for its own voice in about half the runs "
+                   "canceller lets enough echo through that the app paused for its own voice in 4 of 5 runs "
                    "on this 2-core machine; the headless echo tests pass")
 def test_the_app_does_not_interrupt_itself_on_speakers(desktop: Desktop, tmp_path):
     """The speaker's sound comes back into the microphone at -20 dB with ~60 ms of delay; the app, with echo
