@@ -150,6 +150,7 @@ blocks = [0]
 device = SoundDeviceDuplex(PlaybackBuffer(16000), on_status=lambda m: say("lost", m),
                            on_recovered=lambda m: say("back", m), retry_s=0.5)
 device.start(lambda block: blocks.__setitem__(0, block.index + 1))
+say("started")
 while not sys.stdin.closed and sys.stdin.readline():
     say("blocks", blocks[0])
 device.stop()
@@ -217,16 +218,33 @@ def test_the_sound_device_recovers_by_itself_when_pulseaudio_loses_and_regains_i
         pytest.skip(f"PulseAudio is not installed ({', '.join(missing)} missing): packaging/install.sh installs it")
     pulse = Pulse(tmp_path)
     pulse.start()
+    errors = open(tmp_path / "watcher.err", "w+")
     watcher = subprocess.Popen([sys.executable, "-c", WATCHER], cwd=ROOT, env=pulse.env, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                               stdout=subprocess.PIPE, stderr=errors, text=True, bufsize=1)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x.strip()) for x in watcher.stdout], daemon=True).start()
     messages: list[str] = []
 
+    def started() -> bool:  # a cold machine may take a while to import numpy and PortAudio
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line == "started":
+                return True
+            messages.append(line)
+        return False
+
     def blocks() -> int:
         watcher.stdin.write("?\n")
         while True:
-            line = lines.get(timeout=5)
+            try:
+                line = lines.get(timeout=20)
+            except queue.Empty:
+                errors.seek(0)
+                raise AssertionError(f"the watcher stopped answering; its stderr: {errors.read()[-2000:]!r}")
             if line.startswith("blocks "):
                 return int(line.split()[1])
             messages.append(line)
@@ -252,6 +270,8 @@ def test_the_sound_device_recovers_by_itself_when_pulseaudio_loses_and_regains_i
         return None
 
     try:
+        errors.seek(0)
+        assert started(), f"the watcher did not start the device; its stderr: {errors.read()[-2000:]!r}"
         assert flowing(15), "no sound from the virtual microphone"
         for lose, regain in ((pulse.remove_devices, pulse.add_devices), (pulse.close, pulse.start)):
             messages.clear()
@@ -271,6 +291,7 @@ def test_the_sound_device_recovers_by_itself_when_pulseaudio_loses_and_regains_i
             watcher.wait(10)
         except subprocess.TimeoutExpired:
             watcher.kill()
+        errors.close()
         pulse.close()
 
 
