@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from app.audio.duplex import Block, BlockHandler
+from app.audio.far_timeline import FarTimeline
 from app.audio.playback import PlaybackBuffer, PlaybackNote
 
 log = logging.getLogger("cadence.audio")
@@ -204,7 +205,7 @@ class SoundDeviceDuplex:
         self._in_fifo = np.zeros(0, np.float32)
         self._out_fifo = np.zeros(0, np.float32)
         self._pending: deque[tuple[float, list[PlaybackNote]]] = deque()  # (t_out, notes) from the output side
-        self._far: deque[np.ndarray] = deque(maxlen=64)  # 16 kHz audio the output side sent to the speaker
+        self._far = FarTimeline(RATE)  # what the output side sent to the speaker, on the DAC's clock
         self._next_out = 0.0  # session-clock time the next output sample plays (when nothing is pending)
         self._last_input = 0.0  # perf_counter time of the last input callback
         self._flags: deque[str] = deque(maxlen=8)  # problems the callbacks saw, reported by the monitor
@@ -267,7 +268,7 @@ class SoundDeviceDuplex:
                     mic[:] = 0.0
                 np.clip(np.nan_to_num(mic, copy=False, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0, out=mic)
                 t_out, notes = self._take_notes()
-                self._on_block(Block(self.index, mic, t_end, notes, t_out, self._take_far()))
+                self._on_block(Block(self.index, mic, t_end, notes, t_out, self._far.take(t_end - BLOCK / RATE, BLOCK)))
                 self.index += 1
         except Exception as exc:  # never raise into PortAudio
             self._flags.append(f"input callback failed: {exc!r}")
@@ -283,12 +284,6 @@ class SoundDeviceDuplex:
             merged += [PlaybackNote(n.turn, n.played_s, n.first, n.offset + shift, n.drained) for n in notes]
         return t0, tuple(merged)
 
-    def _take_far(self) -> np.ndarray:
-        chunks = []
-        while self._far:
-            chunks.append(self._far.popleft())
-        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-
     def _output_callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         try:
             if status:
@@ -299,7 +294,7 @@ class SoundDeviceDuplex:
                 audio, notes = self.playback.read(BLOCK)
                 if notes:
                     self._pending.append((t_dac + ahead, notes))
-                self._far.append(audio)
+                self._far.add(t_dac + ahead, audio)
                 self._out_fifo = np.concatenate([self._out_fifo, self._up(audio)])
             outdata[:] = self._out_fifo[:frames, None]  # every channel
             self._out_fifo = self._out_fifo[frames:]
