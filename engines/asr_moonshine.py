@@ -12,7 +12,7 @@ import numpy as np
 
 from engines.asr_whisper import SegmentedRecognizer
 from engines.protocols import SAMPLE_RATE
-from engines.vad_silero import cpu_session
+from engines.onnx_cpu import cpu_session
 
 CATALOG_ID = "moonshine-base-en"
 TOKENS_PER_SECOND = 6.5  # the decoder's length budget, as Moonshine's authors suggest
@@ -31,7 +31,7 @@ class MoonshineRecognizer(SegmentedRecognizer):
                               f"{CATALOG_ID}") from None
         self.name = name
         model = object.__new__(MoonshineOnnxModel)  # its __init__ would open sessions with every core
-        model.encoder, model.decoder = cpu_session(encoder, threads), cpu_session(decoder, threads)
+        model.encoder, model.decoder = cpu_session(encoder, threads, True), cpu_session(decoder, threads, True)
         model.encoder_input_names = [x.name for x in model.encoder.get_inputs()]
         model.decoder_input_names = [x.name for x in model.decoder.get_inputs()]
         model.num_layers, model.num_key_value_heads, model.head_dim = 8, 8, 52  # base (tiny: 6, 8, 36)

@@ -15,7 +15,8 @@ from typing import Iterator
 import numpy as np
 
 from engines.protocols import AudioChunk
-from engines.tts_piper import DEFAULT_THREADS, cpu_session, has_words
+from engines.onnx_cpu import cpu_session
+from engines.tts_piper import DEFAULT_THREADS, has_words
 
 SAMPLE_RATE = 24_000
 STYLE_ROWS, STYLE_DIM = 510, 256  # one 256-d style vector per phoneme count
@@ -92,7 +93,7 @@ class KokoroOnnxSynthesizer:
         self.speed = check_speed(speed)
         self.voice = ""
         self.set_voice(voice)
-        self.session = cpu_session(model_path, threads)
+        self.session = cpu_session(model_path, threads, release_memory=True)
         self._dtypes = input_dtypes(self.session)
         self._tokens_input = "input_ids" if "input_ids" in self._dtypes else "tokens"
         self.tokenizer = Tokenizer(vocab=embedded_vocab(self.session) or None)

@@ -9,22 +9,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import onnxruntime as ort
 
+from engines.onnx_cpu import cpu_session
 from engines.protocols import AudioChunk
 
 DEFAULT_THREADS = 2
-
-
-def cpu_session(model_path: str | Path, threads: int = DEFAULT_THREADS) -> ort.InferenceSession:
-    """An onnxruntime CPU session limited to `threads` intra-op threads (one inter-op thread)."""
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def has_words(text: str) -> bool:
@@ -47,7 +36,7 @@ class PiperSynthesizer:
                 raise FileNotFoundError(f"Piper voice file not found: {p}")
         with open(config_path, encoding="utf-8") as fh:
             config = PiperConfig.from_dict(json.load(fh))
-        self.session = cpu_session(model_path, threads)
+        self.session = cpu_session(model_path, threads, release_memory=True)
         self.piper_voice = PiperVoice(session=self.session, config=config)
         self.name = name
         self.sample_rate: int = int(config.sample_rate)

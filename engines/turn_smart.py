@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from engines.protocols import SAMPLE_RATE
-from engines.vad_silero import cpu_session
+from engines.onnx_cpu import cpu_session
 
 WINDOW_SAMPLES = 8 * SAMPLE_RATE
 _FEATURES_FILE = "audio/turn/smart_turn/_whisper_features.py"

@@ -8,22 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.onnx_cpu import cpu_session
 from engines.protocols import SAMPLE_RATE
 
 FRAME_SAMPLES = 512
 CONTEXT_SAMPLES = 64
-
-
-def cpu_session(model_path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session with `threads` intra-op threads and no inter-op pool."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 class SileroVad:
