@@ -75,6 +75,8 @@ class AudioConfig:
     echo_cancellation: bool = _opt(True, "remove the assistant's own voice from the microphone (speakers)")
     noise_suppression: bool = _opt(False, "suppress steady background noise in the microphone")
     headphones: bool = _opt(False, "I use headphones: no echo to cancel")
+    output_latency_ms: int = _opt(35, "speaker buffer in ms: lower answers sooner but may crackle on a busy CPU",
+                                  5, 500)
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,8 @@ def loopback_speaker_into_microphone(desktop: Desktop, level_db: float, latency_
     """Route the virtual speaker's monitor into the virtual microphone's feed (where the test's speech is played
     too) at `level_db`: the app's own voice comes back to it as from laptop speakers. Returns the module index."""
     loaded = subprocess.run(["pactl", "load-module", "module-loopback", "source=spk.monitor", "sink=micfeed",
-                             f"latency_msec={latency_ms}", "source_dont_move=true", "sink_dont_move=true"],
+                             f"latency_msec={latency_ms}", "adjust_time=0", "source_dont_move=true",
+                             "sink_dont_move=true"],
                             env=desktop.env, capture_output=True, text=True, check=True, timeout=20)
     module = int(loaded.stdout.strip())
     deadline = time.monotonic() + 10
@@ -251,8 +252,10 @@ def loopback_speaker_into_microphone(desktop: Desktop, level_db: float, latency_
 
 
 @pytest.mark.xfail(strict=False, reason="known problem (issue 8 stays open): on the real PulseAudio path the "
-                   "canceller lets enough echo through that the app paused for its own voice in 4 of 5 runs "
-                   "on this 2-core machine; the headless echo tests pass")
+                   "speaker-to-microphone delay jumps by 10-30 ms every few seconds (measured from the recorded "
+                   "signals) and the canceller lets echo through while it re-adapts; the app paused for its own "
+                   "voice in 5 of 16 runs on this 2-core machine (4 of 5 before the far-end reference was paced "
+                   "by the DAC's clock); the headless echo tests pass")
 def test_the_app_does_not_interrupt_itself_on_speakers(desktop: Desktop, tmp_path):
     """The speaker's sound comes back into the microphone at -20 dB with ~60 ms of delay; the app, with echo
     cancellation on (the default), must answer without pausing for its own voice."""

@@ -92,3 +92,13 @@ def residual_db(speech: np.ndarray) -> float:
 
 def test_a_paced_reference_lets_the_real_canceller_remove_the_echo(speech):
     assert residual_db(speech) < -30.0
+
+
+def test_after_an_underrun_the_next_chunk_starts_where_its_timestamp_says():
+    timeline = FarTimeline(RATE, lead_s=0.0)
+    timeline.add(10.0, np.ones(BLOCK, np.float32))
+    timeline.gap()  # the output callback saw an underflow: the 10 ms hole below is real, not jitter
+    timeline.add(10.0 + BLOCK / RATE + 0.01, np.full(BLOCK, 2.0, np.float32))
+    second = timeline.take(10.0 + BLOCK / RATE, BLOCK)
+    hole = int(0.01 * RATE)
+    assert not second[:hole].any() and (second[hole:] == 2.0).all()

@@ -119,6 +119,7 @@ def test_a_lost_device_is_reported_once_and_picked_up_again_when_it_returns(monk
     try:
         stub.streams[0].feed()
         assert len(blocks) == 3 and device.problem() is None
+        assert stub.streams[1].kw["latency"] == sdd.OUTPUT_LATENCY_S  # "low" underran hundreds of times a reply
         stub.streams[0].active = False  # unplugged: PortAudio stops the stream, and no longer lists the device
         stub.devices, stub.fail_open = [SPEAKER], True
         assert wait_until(lambda: lost)

@@ -41,6 +41,12 @@ class FarTimeline:
             self._origin = t
         return int(round((t - self._origin) * self.rate))
 
+    def gap(self) -> None:
+        """The output ran dry (an underrun): the next chunk starts where its timestamp says, not where the last
+        one ended."""
+        with self._lock:
+            self._end = None
+
     def add(self, t_start: float, samples: np.ndarray) -> None:
         """`samples` start reaching the speaker at `t_start` (seconds, session clock)."""
         samples = np.asarray(samples, np.float32)

@@ -30,6 +30,7 @@ RATE = 16000
 BLOCK = 512
 SILENT_AFTER_S = 1.5  # a running input stream that delivered nothing for this long has lost its device
 WATCH_S = 0.25  # the monitor looks at the streams this often
+OUTPUT_LATENCY_S = 0.035  # PortAudio's "low" (~9 ms on PulseAudio) underran hundreds of times a reply on 2 cores
 RETRY_S = 2.0  # while the device is lost, the monitor tries to reopen it this often
 RECOVERED = "the audio device is back: listening again"
 StatusCallback = Callable[[str], None]
@@ -137,7 +138,7 @@ class SoundDeviceDuplex:
 
     def __init__(self, playback: PlaybackBuffer, input_device: str = "", output_device: str = "",
                  on_status: StatusCallback | None = None, on_recovered: StatusCallback | None = None,
-                 retry_s: float = RETRY_S):
+                 retry_s: float = RETRY_S, output_latency_s: float = OUTPUT_LATENCY_S):
         if playback.sample_rate != RATE:
             raise ValueError("the playback buffer must run at 16 kHz")
         self.playback = playback
@@ -145,6 +146,7 @@ class SoundDeviceDuplex:
         self.on_status = on_status or (lambda msg: log.warning("%s", msg))  # the device was lost
         self.on_recovered = on_recovered or (lambda msg: log.info("%s", msg))  # ... and is back
         self.retry_s = retry_s
+        self.output_latency_s = output_latency_s
         self.lost: str | None = None  # the problem reported, until sound flows again
         self._lock = threading.RLock()  # one open, close or restart at a time (monitor and UI threads)
         self.index = 0  # block numbers go on across restarts
@@ -226,7 +228,7 @@ class SoundDeviceDuplex:
                 latency="low", callback=self._input_callback, finished_callback=self._finished.set))
             self._streams.append(sd.OutputStream(
                 device=self.out_index, samplerate=self.out_rate, channels=out_channels, dtype="float32",
-                latency="low", callback=self._output_callback, finished_callback=self._finished.set))
+                latency=self.output_latency_s, callback=self._output_callback, finished_callback=self._finished.set))
             self._last_input = time.perf_counter()
             for stream in reversed(self._streams):  # the speaker first: the first block finds it running
                 stream.start()
@@ -288,6 +290,8 @@ class SoundDeviceDuplex:
         try:
             if status:
                 self._flags.append(f"output: {status}")
+                if getattr(status, "output_underflow", False):
+                    self._far.gap()
             t_dac = self._perf(time_info.outputBufferDacTime, time.perf_counter())
             while len(self._out_fifo) < frames:
                 ahead = (len(self._out_fifo) + self._up.delay()) / self.out_rate

@@ -60,7 +60,7 @@ def sound_card(cfg: Config, playback: PlaybackBuffer, controller: "AppController
         controller.bridge.progress.emit(message)
 
     return SoundDeviceDuplex(playback, cfg.audio.input_device, cfg.audio.output_device, on_status=on_status,
-                             on_recovered=on_recovered)
+                             on_recovered=on_recovered, output_latency_s=cfg.audio.output_latency_ms / 1000)
 
 
 def build_changed(new: Config, old: Config | None, engines: Engines | None,
