@@ -64,10 +64,12 @@ def test_delay_tracker_waits_for_the_speaker_then_reports_the_median():
     quiet = np.zeros(len(far), np.float32)
     for i in range(0, 3 * RATE, BLOCK):  # nothing played: nothing to estimate
         tracker.add(quiet[i:i + BLOCK], quiet[i:i + BLOCK])
+    tracker.wait()  # the correlation runs on the tracker's own thread
     assert tracker.delay_ms() is None
     mic = 0.05 * np.concatenate([np.zeros(2400, np.float32), far])[: len(far)]
     for i in range(0, len(far) - BLOCK, BLOCK):
         tracker.add(far[i:i + BLOCK], mic[i:i + BLOCK])
+        tracker.wait()
     assert tracker.delay_ms() == pytest.approx(150.0, abs=1.0)
 
 

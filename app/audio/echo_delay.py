@@ -1,9 +1,13 @@
 """Estimates the delay between what the speaker plays and its echo in the microphone, from the signals alone:
 generalised cross-correlation with phase transform (GCC-PHAT) over the last couple of seconds, taken only when
 the speaker played enough to correlate against, with a peak that stands out; the median of recent estimates is
-reported. It is the same figure the desktop app shows in its diagnostics and passes to the echo canceller."""
+reported. It is the same figure the desktop app shows in its diagnostics and passes to the echo canceller.
+
+`add` runs on the audio thread and only copies samples; the correlation (a 64k-point FFT, a few ms) runs on a
+worker thread of its own, so the audio callback never waits for it."""
 from __future__ import annotations
 
+import queue
 import threading
 from collections import deque
 
@@ -40,6 +44,8 @@ class DelayTracker:
         self._since = 0
         self._estimates: deque[float] = deque(maxlen=5)
         self._lock = threading.Lock()
+        self._work: queue.Queue = queue.Queue(maxsize=1)  # one estimate waiting at most; later ones are skipped
+        self._worker: threading.Thread | None = None
 
     def add(self, far: np.ndarray, mic: np.ndarray) -> None:
         """Both streams are appended as they come: the lag found is the delay from the moment a speaker sample
@@ -49,12 +55,27 @@ class DelayTracker:
         self._since += len(mic)
         if self._since >= EVERY_S * self.rate:
             self._since = 0
-            self._estimate()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="echo-delay", daemon=True)
+                self._worker.start()
+            try:
+                self._work.put_nowait((self._far, self._mic))  # _push makes new arrays: these stay unchanged
+            except queue.Full:
+                pass
 
-    def _estimate(self) -> None:
-        if float(np.sqrt(np.mean(np.square(self._far, dtype=np.float64)))) < MIN_FAR_RMS:
+    def _run(self) -> None:
+        while True:
+            self.estimate(*self._work.get())
+            self._work.task_done()
+
+    def wait(self) -> None:
+        """Block until the estimates asked for so far are made (tests, benchmarks)."""
+        self._work.join()
+
+    def estimate(self, far: np.ndarray, mic: np.ndarray) -> None:
+        if float(np.sqrt(np.mean(np.square(far, dtype=np.float64)))) < MIN_FAR_RMS:
             return
-        delay, prominence = gcc_phat_delay(self._far, self._mic, self.rate)
+        delay, prominence = gcc_phat_delay(far, mic, self.rate)
         if prominence >= MIN_PEAK_RATIO:
             with self._lock:
                 self._estimates.append(delay * 1000.0)
