@@ -1,13 +1,18 @@
-"""What the speaker played, laid out on the session clock, so the echo canceller gets its far-end reference in
-step with the microphone.
+"""The echo canceller's far-end reference on the sound card: what the speaker played, handed over sample for sample
+in step with the microphone.
 
 The output callback reads the playback buffer ahead of the loudspeaker, in bursts whose size and timing depend on
-the sound server (PulseAudio reads 10-40 ms at a time, more after an underrun). Handing the canceller those
-samples as they are read gives it a reference whose lead over the echo keeps changing, and it loses the echo path.
-Here every chunk is stamped with the time its first sample reaches the DAC; the input side takes, for each
-microphone block, the stretch that played during that block (a little ahead of it, so the reference always
-precedes its echo). Underruns and silence become zeros, so the two streams stay sample for sample in step and
-the delay the canceller sees is the acoustic one plus a constant lead."""
+the sound server (PulseAudio reads 10-40 ms at a time). Handing the canceller those samples as they are read gives
+it a reference whose lead over the echo keeps changing, and it loses the echo path. Pacing the reference by the
+streams' timestamps was tried too: PortAudio's DAC and ADC times drift against the sample counts by ~0.1 % on
+PulseAudio, so every correction made the delay jump by 10-30 ms, and the canceller lost the path at each jump.
+
+Here the two streams are paired by sample count, as they run on one clock: every microphone block takes exactly as
+many samples from a FIFO of what the output side read. A cushion collected before the first take absorbs the
+bursts; an underrun (the speaker went silent for a while) puts that much silence in the FIFO; a take that finds
+the output side late hands out silence and skips the late samples when they come, so the pairing holds; the
+FIFO is kept within bounds, so clock drift between two devices costs a rare, counted correction. The delay the canceller sees
+is the output read-ahead plus the cushion plus the acoustic path: large, but constant, which is what it needs."""
 from __future__ import annotations
 
 import threading
@@ -15,70 +20,79 @@ from collections import deque
 
 import numpy as np
 
-LEAD_S = 0.01  # the reference runs this far ahead of the microphone block it is paired with
-RESYNC_S = 0.02  # a clock jump larger than this restarts the reading position; smaller jitter is ignored
-HORIZON_S = 2.0  # chunks that ended longer ago than this are forgotten
+CUSHION_S = 0.04  # collected before the first take: covers the output side's bursts
+MAX_S = 0.4  # more than this waiting means the clocks drifted apart: drop back to the cushion
 
 
-class FarTimeline:
-    """Called from two audio threads: `add` by the output side, `take` by the input side. Positions are kept in
-    whole samples from the first time seen, so contiguous audio stays contiguous whatever the float rounding."""
+class FarReference:
+    """Called from two audio threads: `add`/`gap` by the output side, `take` by the input side."""
 
-    def __init__(self, rate: int = 16000, lead_s: float = LEAD_S, resync_s: float = RESYNC_S,
-                 horizon_s: float = HORIZON_S):
+    def __init__(self, rate: int = 16000, cushion_s: float = CUSHION_S, max_s: float = MAX_S):
         self.rate = rate
-        self.lead, self.resync, self.horizon = (int(round(x * rate)) for x in (lead_s, resync_s, horizon_s))
-        self._origin: float | None = None  # the session-clock time of sample 0
-        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (sample index of the first sample, samples)
-        self._end: int | None = None  # the sample index just after the last sample added
-        self._pos: int | None = None  # the sample index of the next sample `take` hands out
-        self.resyncs = 0  # reading-position restarts (clock jumps), for diagnostics
-        self.late = 0  # samples that arrived after their time had been handed out (a reference with holes)
+        self.cushion, self.max = int(round(cushion_s * rate)), int(round(max_s * rate))
+        self._chunks: deque[np.ndarray] = deque()
+        self._count = 0  # samples waiting
+        self._started = False
+        self.starved = 0  # takes that found too little, for diagnostics
+        self._debt = 0  # samples handed out as silence because they had not been read yet: skipped when they come
+        self.dropped = 0  # samples dropped because too many waited (the reference shifted earlier)
         self._lock = threading.Lock()
 
-    def _index(self, t: float) -> int:
-        if self._origin is None:
-            self._origin = t
-        return int(round((t - self._origin) * self.rate))
-
-    def gap(self) -> None:
-        """The output ran dry (an underrun): the next chunk starts where its timestamp says, not where the last
-        one ended."""
-        with self._lock:
-            self._end = None
-
-    def add(self, t_start: float, samples: np.ndarray) -> None:
-        """`samples` start reaching the speaker at `t_start` (seconds, session clock)."""
+    def add(self, samples: np.ndarray) -> None:
+        """The output side read these samples for the speaker, in order."""
         samples = np.asarray(samples, np.float32)
-        if not len(samples):
-            return
-        with self._lock:
-            start = self._index(t_start)
-            if self._end is not None and abs(start - self._end) <= self.resync:
-                start = self._end  # contiguous with the previous chunk: timestamp jitter is not a gap
-            if self._pos is not None and start < self._pos:
-                self.late += min(len(samples), self._pos - start)
-            self._chunks.append((start, samples))
-            self._end = start + len(samples)
-            while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) < self._end - self.horizon:
-                self._chunks.popleft()
+        if len(samples):
+            with self._lock:
+                self._chunks.append(samples)
+                self._count += len(samples)
 
-    def take(self, t_start: float, n: int) -> np.ndarray:
-        """The `n` samples that play from `t_start` + the lead: zeros where nothing was playing."""
-        out = np.zeros(n, np.float32)
+    def gap(self, seconds: float) -> None:
+        """The speaker ran dry for `seconds` (an underrun): it played that much silence."""
+        n = int(round(seconds * self.rate))
+        if n > 0:
+            self.add(np.zeros(min(n, self.max), np.float32))
+
+    def take(self, n: int) -> np.ndarray:
+        """The next `n` samples of the reference (silence until the cushion is there)."""
         with self._lock:
-            want = self._index(t_start) + self.lead
-            if self._pos is None or abs(self._pos - want) > self.resync:
-                if self._pos is not None:
-                    self.resyncs += 1
-                self._pos = want
-            pos, end = self._pos, self._pos + n
-            for start, samples in self._chunks:
-                first = start - pos  # where the chunk starts inside `out`
-                lo, hi = max(first, 0), min(first + len(samples), n)
-                if lo < hi:
-                    out[lo:hi] = samples[lo - first:hi - first]
-            while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= end:
-                self._chunks.popleft()  # played entirely before the next block
-            self._pos = end
-        return out
+            if not self._started:
+                if self._count < self.cushion + n:
+                    return np.zeros(n, np.float32)
+                self._started = True
+            if self._debt:
+                self._debt -= self._drop(min(self._debt, self._count))
+            if self._count > self.max:
+                self.dropped += self._drop(self._count - self.cushion)
+            out = np.zeros(n, np.float32)
+            filled = 0
+            while filled < n and self._chunks:
+                chunk = self._chunks[0]
+                used = min(n - filled, len(chunk))
+                out[filled:filled + used] = chunk[:used]
+                filled += used
+                if used == len(chunk):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = chunk[used:]
+            self._count -= filled
+            if filled < n:  # the output side is late: silence now, and its samples for this slot skipped later
+                self.starved += 1
+                self._debt += n - filled
+                if self._debt > self.max:  # not late but slower (clock drift): accept the shift
+                    self._debt = 0
+            return out
+
+    def _drop(self, n: int) -> int:
+        """Drops the `n` oldest samples waiting; returns how many there were."""
+        dropped = 0
+        while n > 0 and self._chunks:
+            chunk = self._chunks[0]
+            used = min(n, len(chunk))
+            if used == len(chunk):
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = chunk[used:]
+            self._count -= used
+            dropped += used
+            n -= used
+        return dropped

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from app.audio.duplex import Block, BlockHandler
-from app.audio.far_timeline import FarTimeline
+from app.audio.far_timeline import FarReference
 from app.audio.playback import PlaybackBuffer, PlaybackNote
 
 log = logging.getLogger("cadence.audio")
@@ -207,8 +207,9 @@ class SoundDeviceDuplex:
         self._in_fifo = np.zeros(0, np.float32)
         self._out_fifo = np.zeros(0, np.float32)
         self._pending: deque[tuple[float, list[PlaybackNote]]] = deque()  # (t_out, notes) from the output side
-        self._far = FarTimeline(RATE)  # what the output side sent to the speaker, on the DAC's clock
+        self._far = FarReference(RATE)  # what the output side sent to the speaker, paced by the microphone
         self._next_out = 0.0  # session-clock time the next output sample plays (when nothing is pending)
+        self._dac_next: float | None = None  # when the next output callback's first sample should play
         self._last_input = 0.0  # perf_counter time of the last input callback
         self._flags: deque[str] = deque(maxlen=8)  # problems the callbacks saw, reported by the monitor
         self._finished = threading.Event()
@@ -270,7 +271,7 @@ class SoundDeviceDuplex:
                     mic[:] = 0.0
                 np.clip(np.nan_to_num(mic, copy=False, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0, out=mic)
                 t_out, notes = self._take_notes()
-                self._on_block(Block(self.index, mic, t_end, notes, t_out, self._far.take(t_end - BLOCK / RATE, BLOCK)))
+                self._on_block(Block(self.index, mic, t_end, notes, t_out, self._far.take(BLOCK)))
                 self.index += 1
         except Exception as exc:  # never raise into PortAudio
             self._flags.append(f"input callback failed: {exc!r}")
@@ -290,15 +291,16 @@ class SoundDeviceDuplex:
         try:
             if status:
                 self._flags.append(f"output: {status}")
-                if getattr(status, "output_underflow", False):
-                    self._far.gap()
             t_dac = self._perf(time_info.outputBufferDacTime, time.perf_counter())
+            if status and getattr(status, "output_underflow", False) and self._dac_next is not None:
+                self._far.gap(t_dac - self._dac_next)  # the silence the speaker played meanwhile
+            self._dac_next = t_dac + frames / self.out_rate
             while len(self._out_fifo) < frames:
                 ahead = (len(self._out_fifo) + self._up.delay()) / self.out_rate
                 audio, notes = self.playback.read(BLOCK)
                 if notes:
                     self._pending.append((t_dac + ahead, notes))
-                self._far.add(t_dac + ahead, audio)
+                self._far.add(audio)
                 self._out_fifo = np.concatenate([self._out_fifo, self._up(audio)])
             outdata[:] = self._out_fifo[:frames, None]  # every channel
             self._out_fifo = self._out_fifo[frames:]
