@@ -44,6 +44,8 @@ class LlmConfig:
     n_gpu_layers: int = _opt(0, "layers offloaded to the GPU (-1 = all)", -1, 1000)
     n_ctx: int = _opt(4096, "context window in tokens", 256, 262144)
     max_reply_tokens: int = _opt(160, "longest reply in tokens", 8, 4096)
+    history_tokens: int = _opt(1024, "conversation kept in the prompt, in tokens (oldest turns dropped first): more "
+                                     "remembers longer but answers slower as a session grows", 64, 262144)
     temperature: float = _opt(0.0, "sampling temperature (0 = greedy)", 0.0, 2.0)
     system_prompt: str = _opt("", "system prompt; empty = assets/system_prompt.txt")
 

@@ -71,3 +71,12 @@ def test_invalid_toml_names_the_file(tmp_path):
     with pytest.raises(config.ConfigError) as err:
         config.load(path)
     assert str(path) in str(err.value)
+
+
+def test_the_history_is_held_to_history_tokens_within_the_context_window():
+    from app.runtime import session_settings, system_prompt
+
+    cfg = config.from_dict({"llm": {"n_ctx": 4096, "history_tokens": 1024}})
+    assert session_settings(cfg).history_chars == len(system_prompt(cfg)) + 3 * 1024
+    roomy = config.from_dict({"llm": {"n_ctx": 4096, "history_tokens": 100000}})  # the window is the limit then
+    assert session_settings(roomy).history_chars == (4096 - 160 - 64) * 3 - len(system_prompt(roomy))
