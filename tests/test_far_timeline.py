@@ -41,23 +41,23 @@ def test_bursty_reads_come_out_continuous_after_the_cushion():
     assert far.starved == 0 and far.dropped == 0
 
 
-def test_a_late_output_side_leaves_silence_and_the_pairing_holds():
-    played = np.arange(1, 20 * BLOCK + 1, dtype=np.float32)
+def test_a_short_fifo_collects_a_fresh_cushion_once_and_then_stays_continuous():
+    played = np.arange(1, 40 * BLOCK + 1, dtype=np.float32)
     block = lambda j: played[j * BLOCK:(j + 1) * BLOCK]  # noqa: E731
-    far, out = FarReference(RATE, cushion_s=0.0), []
-    far.add(block(0))
-    for i in range(12):  # the output side runs one block ahead ...
-        if i == 6:  # ... except that it was stalled for three takes, then read everything it owed at once
-            for j in (4, 5, 6, 7):
-                far.add(block(j))
-        elif not 3 <= i <= 5:
-            far.add(block(i + 1))
+    far, out, read = FarReference(RATE, cushion_s=2 * BLOCK / RATE), [], 0
+    for _ in range(3):
+        far.add(block(read))
+        read += 1
+    for i in range(30):
+        if not 5 <= i <= 8:  # the output side skips four reads (its buffer ran low), then reads one block a take
+            far.add(block(read))
+            read += 1
         out.append(far.take(BLOCK))
-    assert far.starved == 2
-    silent = [i for i, b in enumerate(out) if not b.any()]
-    assert silent == [4, 5]  # the slots the output side had not read in time
-    for i in set(range(12)) - set(silent):  # every other block is exactly its own slot: the pairing held
-        assert np.array_equal(out[i], block(i)), i
+    assert far.starved == 1
+    reference = np.concatenate(out)
+    tail = reference[np.nonzero(reference == 0)[0][-1] + 1:]  # after the re-anchoring silence
+    assert len(tail) >= 15 * BLOCK
+    assert np.array_equal(tail, played[int(tail[0]) - 1:int(tail[0]) - 1 + len(tail)])  # continuous again
 
 
 def test_an_underrun_is_silence_in_the_reference():
@@ -68,7 +68,7 @@ def test_an_underrun_is_silence_in_the_reference():
     out = np.concatenate([far.take(BLOCK) for _ in range(3)])
     hole = int(0.01 * RATE)
     assert (out[:BLOCK] == 1.0).all() and not out[BLOCK:BLOCK + hole].any()
-    assert (out[BLOCK + hole:2 * BLOCK + hole] == 2.0).all() and far.starved == 1
+    assert (out[BLOCK + hole:2 * BLOCK + hole] == 2.0).all()
 
 
 def test_drifting_clocks_cost_a_counted_correction_and_bounded_memory():
@@ -78,12 +78,10 @@ def test_drifting_clocks_cost_a_counted_correction_and_bounded_memory():
         far.take(BLOCK)
     assert far.dropped > 0 and far._count <= 0.2 * RATE + BLOCK
     starving = FarReference(RATE, cushion_s=0.0)
-    starving.add(np.ones(BLOCK, np.float32))
-    assert starving.take(BLOCK).all()
-    for _ in range(10):  # ... or slower: the microphone gets silence where nothing was read
-        starving.add(np.ones(BLOCK // 2, np.float32))
-        assert starving.take(BLOCK)[BLOCK // 2:].sum() == 0
-    assert starving.starved == 10
+    for _ in range(20):  # ... or slower: now and then silence while a fresh cushion is collected, nothing piles up
+        starving.add(np.ones(BLOCK - BLOCK // 8, np.float32))
+        starving.take(BLOCK)
+    assert starving.starved >= 2 and starving._count < 2 * BLOCK
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ PulseAudio, so every correction made the delay jump by 10-30 ms, and the cancell
 
 Here the two streams are paired by sample count, as they run on one clock: every microphone block takes exactly as
 many samples from a FIFO of what the output side read. A cushion collected before the first take absorbs the
-bursts; an underrun (the speaker went silent for a while) puts that much silence in the FIFO; a take that finds
-the output side late hands out silence and skips the late samples when they come, so the pairing holds; the
-FIFO is kept within bounds, so clock drift between two devices costs a rare, counted correction. The delay the canceller sees
+bursts; an underrun (the speaker went silent for a while) puts that much silence in the FIFO. A take that finds
+the FIFO short (the cushion was taken while the device's buffer was full, or the clocks drift) collects a fresh
+cushion: the reference shifts once and the canceller re-adapts, instead of the pairing slipping at every take.
+Too much waiting (clock drift the other way) drops back to the cushion. Both are rare and counted. The delay the canceller sees
 is the output read-ahead plus the cushion plus the acoustic path: large, but constant, which is what it needs."""
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from collections import deque
 
 import numpy as np
 
-CUSHION_S = 0.04  # collected before the first take: covers the output side's bursts
+CUSHION_S = 0.06  # collected before the first take: covers the output side's bursts
 MAX_S = 0.4  # more than this waiting means the clocks drifted apart: drop back to the cushion
 
 
@@ -34,7 +35,6 @@ class FarReference:
         self._count = 0  # samples waiting
         self._started = False
         self.starved = 0  # takes that found too little, for diagnostics
-        self._debt = 0  # samples handed out as silence because they had not been read yet: skipped when they come
         self.dropped = 0  # samples dropped because too many waited (the reference shifted earlier)
         self._lock = threading.Lock()
 
@@ -59,8 +59,6 @@ class FarReference:
                 if self._count < self.cushion + n:
                     return np.zeros(n, np.float32)
                 self._started = True
-            if self._debt:
-                self._debt -= self._drop(min(self._debt, self._count))
             if self._count > self.max:
                 self.dropped += self._drop(self._count - self.cushion)
             out = np.zeros(n, np.float32)
@@ -75,11 +73,9 @@ class FarReference:
                 else:
                     self._chunks[0] = chunk[used:]
             self._count -= filled
-            if filled < n:  # the output side is late: silence now, and its samples for this slot skipped later
+            if filled < n:  # the output side fell behind: collect a fresh cushion (the reference shifts, once)
                 self.starved += 1
-                self._debt += n - filled
-                if self._debt > self.max:  # not late but slower (clock drift): accept the shift
-                    self._debt = 0
+                self._started = False
             return out
 
     def _drop(self, n: int) -> int:
