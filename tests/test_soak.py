@@ -46,6 +46,10 @@ def test_bench_soak_short_run_trims_history_and_reports_every_figure(tmp_path):
     for summary in (v2v["first"], v2v["last"]):
         assert summary["n"] >= 2 and 0 < summary["p50"] <= summary["p90"] < 60_000, summary  # loose: a busy machine
     assert v2v["p50_drift_pct"] == pytest.approx((v2v["last"]["p50"] / v2v["first"]["p50"] - 1) * 100)
+    stages = data["stages_ms_p50"]  # where a drift comes from
+    assert set(stages) == {"asr", "turn", "llm_first_token", "tts_first_audio"}
+    assert all(v["first"] is not None and v["first"] > 0 for v in stages.values()), stages
+    assert "stages P50 first / last: asr " in proc.stdout
 
     prompt, history = data["prompt_tokens"], data["history"]
     assert prompt["n_ctx"] == N_CTX and 0 < prompt["largest"] < prompt["largest_plus_reply"] <= N_CTX

@@ -80,6 +80,7 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     from app.errors import InputError
     from app.headless.runner import run_conversation
     from app.metrics.stats import summarize
+    from app.metrics.turns import STAGES
     from app.runtime import session_settings, system_prompt
 
     count = 10 if args.quick and args.turns == 200 else args.turns
@@ -104,6 +105,10 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     v2v = [r.stages_ms.get("v2v") for r in records]
     window = min(WINDOW, max(1, len(records) // 2))
     first, last = summarize(v2v[:window]), summarize(v2v[-window:])
+    stages = {}  # which stage the drift comes from: P50 of each stage in both windows
+    for stage in (s for s in STAGES if s != "v2v"):
+        values = [r.stages_ms.get(stage) for r in records]
+        stages[stage] = {"first": summarize(values[:window])["p50"], "last": summarize(values[-window:])["p50"]}
     drift = None
     if first["p50"] and last["p50"] is not None:
         drift = (last["p50"] - first["p50"]) / first["p50"] * 100
@@ -132,6 +137,7 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
                    "end": rss_end, "max": max(samples) if samples else None, "growth": growth,
                    "per_turn": probe.rss},
         "v2v_ms": {"window": window, "first": first, "last": last, "p50_drift_pct": drift, "per_turn": v2v},
+        "stages_ms_p50": stages,
         "prompt_tokens": {"largest": largest, "n_ctx": n_ctx,
                           "largest_plus_reply": None if largest is None else largest + args.reply_tokens,
                           "evaluated_first_p50": summarize(evaluated[:window])["p50"],
@@ -176,6 +182,8 @@ def format_report(result: dict) -> str:
         f"growth {_num(rss['growth'], '+.1f')} MB",
         f"V2V first {w} turns: P50 {_num(first['p50'])} ms, P90 {_num(first['p90'])} ms; last {w} turns: "
         f"P50 {_num(last['p50'])} ms, P90 {_num(last['p90'])} ms; P50 drift {_num(v2v['p50_drift_pct'], '+.1f')} %",
+        "stages P50 first / last: " + ", ".join(f"{k} {_num(v['first'])} / {_num(v['last'])} ms"
+                                                 for k, v in result["stages_ms_p50"].items()),
         f"LLM prompt: largest {_num(prompt['largest'])} tokens (+ {result['reply_tokens']} reply) of a "
         f"{prompt['n_ctx']}-token window; tokens evaluated per turn (not reused from the cache) P50 "
         f"{_num(prompt['evaluated_first_p50'])} first {w}, {_num(prompt['evaluated_last_p50'])} last {w}",
