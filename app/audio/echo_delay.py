@@ -4,7 +4,7 @@ the speaker played enough to correlate against, with a peak that stands out; the
 reported. It is the same figure the desktop app shows in its diagnostics and passes to the echo canceller.
 
 `add` runs on the audio thread and only copies samples; the correlation (a 64k-point FFT, a few ms) runs on a
-worker thread of its own, so the audio callback never waits for it."""
+worker thread (one for the whole process), so the audio callback never waits for it."""
 from __future__ import annotations
 
 import queue
@@ -33,6 +33,29 @@ def gcc_phat_delay(far: np.ndarray, mic: np.ndarray, rate: int, max_delay_s: flo
     return lag / rate, float(magnitude[lag] / typical)
 
 
+_jobs: queue.Queue = queue.Queue()  # (tracker, far, mic) for the one worker thread every tracker shares
+_worker_lock = threading.Lock()
+_worker: list[threading.Thread] = []
+
+
+def _run_jobs() -> None:
+    while True:
+        tracker, far, mic = _jobs.get()
+        try:
+            tracker.estimate(far, mic)
+        finally:
+            tracker._pending = False
+            _jobs.task_done()
+
+
+def _submit(tracker: DelayTracker, far: np.ndarray, mic: np.ndarray) -> None:
+    with _worker_lock:
+        if not _worker:
+            _worker.append(threading.Thread(target=_run_jobs, name="echo-delay", daemon=True))
+            _worker[0].start()
+    _jobs.put((tracker, far, mic))
+
+
 class DelayTracker:
     """Feed it the far-end and microphone samples block by block; `delay_ms()` is the current estimate."""
 
@@ -44,8 +67,7 @@ class DelayTracker:
         self._since = 0
         self._estimates: deque[float] = deque(maxlen=5)
         self._lock = threading.Lock()
-        self._work: queue.Queue = queue.Queue(maxsize=1)  # one estimate waiting at most; later ones are skipped
-        self._worker: threading.Thread | None = None
+        self._pending = False  # an estimate of this tracker is queued or running: later ones are skipped
 
     def add(self, far: np.ndarray, mic: np.ndarray) -> None:
         """Both streams are appended as they come: the lag found is the delay from the moment a speaker sample
@@ -55,22 +77,13 @@ class DelayTracker:
         self._since += len(mic)
         if self._since >= EVERY_S * self.rate:
             self._since = 0
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="echo-delay", daemon=True)
-                self._worker.start()
-            try:
-                self._work.put_nowait((self._far, self._mic))  # _push makes new arrays: these stay unchanged
-            except queue.Full:
-                pass
-
-    def _run(self) -> None:
-        while True:
-            self.estimate(*self._work.get())
-            self._work.task_done()
+            if not self._pending:
+                self._pending = True
+                _submit(self, self._far, self._mic)  # _push makes new arrays: these stay unchanged
 
     def wait(self) -> None:
         """Block until the estimates asked for so far are made (tests, benchmarks)."""
-        self._work.join()
+        _jobs.join()
 
     def estimate(self, far: np.ndarray, mic: np.ndarray) -> None:
         if float(np.sqrt(np.mean(np.square(far, dtype=np.float64)))) < MIN_FAR_RMS:

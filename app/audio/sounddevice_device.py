@@ -9,8 +9,8 @@ The callbacks never block and never raise: the output callback queues "what was 
 which attaches it to the next block. A monitor thread notices a stream that stopped (a device unplugged) or fell
 silent, reports it through `on_status`, then reopens the streams every `RETRY_S` until sound flows again, and reports
 that through `on_recovered`; `restart()` does the same at once. PortAudio lists devices only when it starts, so it is
-restarted (`refresh_devices`, never under an open stream) before devices are looked up. Every expected failure (PortAudio not installed, no device, an
-unknown device) is a `DeviceError` with one sentence that says what to do."""
+restarted (`refresh_devices`, never under an open stream) before devices are looked up. Every expected failure
+(PortAudio not installed, no device, an unknown device) is a `DeviceError` with one sentence that says what to do."""
 from __future__ import annotations
 
 import logging
@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from app.audio.duplex import Block, BlockHandler
-from app.audio.far_timeline import FarReference
+from app.audio.far_reference import FarReference
 from app.audio.playback import PlaybackBuffer, PlaybackNote
 
 log = logging.getLogger("cadence.audio")

@@ -1,4 +1,4 @@
-"""The far-end reference on the sound card (app/audio/far_timeline.py): bursty output reads come out sample for
+"""The far-end reference on the sound card (app/audio/far_reference.py): bursty output reads come out sample for
 sample in step with the microphone after a cushion, an underrun is silence, clock drift is bounded and counted;
 and the real WebRTC canceller, fed this way, removes the echo."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from app.audio.duplex import Block
 from app.audio.echo_cancel import BlockEchoCanceller
-from app.audio.far_timeline import FarReference
+from app.audio.far_reference import FarReference
 from engines.audio_io import read_audio
 from tests.conftest import SPEECH
 
