@@ -78,7 +78,10 @@ class BlockEchoCanceller:
                 self._energy_in = decay * self._energy_in + float(np.mean(np.square(mic, dtype=np.float64)))
                 self._energy_out = decay * self._energy_out + float(np.mean(np.square(out, dtype=np.float64)))
 
-    def stats(self) -> EchoStats:
+    def stats(self, settled: bool = False) -> EchoStats:
+        """The figures now; `settled`: after the delay estimates already asked for are made (tests, benchmarks)."""
+        if settled:
+            self.tracker.wait()
         with self._lock:
             reduction = None
             if self._energy_in > 1e-10:
@@ -101,8 +104,8 @@ class EchoCancellingDevice:
     def stop(self) -> None:
         self.device.stop()
 
-    def stats(self) -> EchoStats:
-        return self.processor.stats()
+    def stats(self, settled: bool = False) -> EchoStats:
+        return self.processor.stats(settled)
 
     @property
     def muted(self) -> bool:

@@ -10,10 +10,14 @@ PulseAudio, so every correction made the delay jump by 10-30 ms, and the cancell
 Here the two streams are paired by sample count, as they run on one clock: every microphone block takes exactly as
 many samples from a FIFO of what the output side read. A cushion collected before the first take absorbs the
 bursts; an underrun (the speaker went silent for a while) puts that much silence in the FIFO. A take that finds
-the FIFO short (the cushion was taken while the device's buffer was full, or the clocks drift) collects a fresh
-cushion: the reference shifts once and the canceller re-adapts, instead of the pairing slipping at every take.
-Too much waiting (clock drift the other way) drops back to the cushion. Both are rare and counted. The delay the canceller sees
-is the output read-ahead plus the cushion plus the acoustic path: large, but constant, which is what it needs."""
+the FIFO short (the output side was late: its thread did not get the CPU in time) gives silence for what is
+missing and remembers the debt: the next samples the output side hands over (the silence of an underrun first,
+when it ran dry) pay it, so the pairing stays where it was and the canceller keeps its echo path. (Collecting a
+fresh cushion instead shifted the reference by tens of ms at every late read, and WebRTC AEC3 let the echo
+through for a second or two while it re-adapted: the app heard itself.) Too much waiting (clock drift) drops back
+to the cushion; a debt larger than the FIFO may hold (the output stopped) starts over with a fresh cushion. Both
+are rare and counted. The delay the canceller sees is the output read-ahead plus the cushion plus the acoustic
+path: large, but constant, which is what it needs."""
 from __future__ import annotations
 
 import threading
@@ -34,6 +38,7 @@ class FarReference:
         self._chunks: deque[np.ndarray] = deque()
         self._count = 0  # samples waiting
         self._started = False
+        self._owed = 0  # samples given out as silence before the output side read them: its next samples pay
         self.starved = 0  # takes that found too little, for diagnostics
         self.dropped = 0  # samples dropped because too many waited (the reference shifted earlier)
         self._lock = threading.Lock()
@@ -41,8 +46,12 @@ class FarReference:
     def add(self, samples: np.ndarray) -> None:
         """The output side read these samples for the speaker, in order."""
         samples = np.asarray(samples, np.float32)
-        if len(samples):
-            with self._lock:
+        with self._lock:
+            if self._owed:  # their place was taken already (as silence) while the output side was late
+                paid = min(self._owed, len(samples))
+                self._owed -= paid
+                samples = samples[paid:]
+            if len(samples):
                 self._chunks.append(samples)
                 self._count += len(samples)
 
@@ -73,9 +82,11 @@ class FarReference:
                 else:
                     self._chunks[0] = chunk[used:]
             self._count -= filled
-            if filled < n:  # the output side fell behind: collect a fresh cushion (the reference shifts, once)
+            if filled < n:  # the output side is late: what it reads next takes the place of this silence
                 self.starved += 1
-                self._started = False
+                self._owed += n - filled
+                if self._owed > self.max:  # it stopped: start over with a fresh cushion when it comes back
+                    self._owed, self._started = 0, False
             return out
 
     def _drop(self, n: int) -> int:

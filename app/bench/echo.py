@@ -125,8 +125,7 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
             a, b = max(0, start - RATE // 4), end + RATE // 4
             for key, signal in (("clean", scene.near), ("echo", scene.mic), ("cancelled", cleaned)):
                 pairs[key].append((references[name], transcribe(asr, signal[a:b])))
-        processor.tracker.wait()
-        stats = processor.stats()
+        stats = processor.stats(settled=True)
         rows.append({"level_db": path.level_db, "delay_ms": path.delay_ms, "reverb": path.reverb,
                      "true_delay_ms": path.delay_ms + 1000 * BLOCK / RATE,  # a block waits in the speaker
                      "delay_estimate_ms": stats.delay_ms, "erle_db": erle_db(scene, cleaned),

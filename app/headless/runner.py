@@ -66,11 +66,9 @@ def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeo
     finally:
         session.stop()
         scheduler.close()
-    if isinstance(heard, EchoCancellingDevice):
-        heard.processor.tracker.wait()  # the last delay estimate, if one is under way
     result = HeadlessResult(collector.records, device.recording(), RATE, dict(engines.names),
                             history=list(session.history.as_chat()), max_lateness_ms=device.max_lateness_s * 1000,
-                            echo=heard.stats() if isinstance(heard, EchoCancellingDevice) else None,
+                            echo=heard.stats(settled=True) if isinstance(heard, EchoCancellingDevice) else None,
                             agent_paused=len(paused))
     if not finished:
         result.notes.append(f"the session did not end within {timeout_s:.0f} s")
