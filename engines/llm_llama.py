@@ -13,7 +13,6 @@ import codecs
 import ctypes
 import math
 import time
-from collections import deque
 from pathlib import Path
 from typing import Sequence
 
@@ -21,83 +20,11 @@ import llama_cpp
 import numpy as np
 
 from engines.chat_template import ChatTemplate
+from engines.llama_loader import LlmLoadError, load_model, model_meta
 from engines.protocols import GenerationStep, Message
 
 _LN10 = math.log(10.0)
 MIN_SHIFT = 16  # a context shift must keep at least this many tokens to be worth it
-
-
-class LlmLoadError(ValueError):
-    """The model file cannot be loaded by llama.cpp (missing, not GGUF, truncated, unsupported)."""
-
-
-# ---- llama.cpp logging: nothing on stderr; errors kept to explain a failed load -------------
-
-_log_tail: deque[str] = deque(maxlen=20)
-_log_level = [0]
-
-
-@llama_cpp.llama_log_callback
-def _log_sink(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-    if level != 5:  # 5 continues the previous message
-        _log_level[0] = level
-    if _log_level[0] == 4:  # GGML_LOG_LEVEL_ERROR (3 is WARN, 2 INFO, 1 DEBUG)
-        line = text.decode("utf-8", "replace").strip()
-        if line:
-            _log_tail.append(line)
-
-
-def _quiet_logs() -> None:
-    llama_cpp.llama_log_set(_log_sink, ctypes.c_void_p(0))
-
-
-def _check_gguf(path: Path) -> None:
-    if not path.is_file():
-        raise LlmLoadError(f"LLM model file not found: {path}")
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise LlmLoadError(f"{path} is not a GGUF model file (llama.cpp needs GGUF)")
-
-
-_backend_ready = [False]
-
-
-def _meta(model: llama_cpp.llama_model_p, key: str) -> str:
-    buf = ctypes.create_string_buffer(1 << 16)
-    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
-    if n >= len(buf):
-        buf = ctypes.create_string_buffer(n + 1)
-        n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
-    return buf.value.decode("utf-8", "replace") if n >= 0 else ""
-
-
-def _load(path: Path, n_gpu_layers: int, repack: bool, n_ctx: int, n_batch: int, n_threads: int):
-    """Model and context through the C API (llama_cpp.Llama cannot turn weight repacking off)."""
-    _check_gguf(path)
-    _quiet_logs()
-    if not _backend_ready[0]:
-        llama_cpp.llama_backend_init()
-        _backend_ready[0] = True
-    _log_tail.clear()
-    mp = llama_cpp.llama_model_default_params()
-    mp.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
-    mp.use_extra_bufts = repack
-    model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
-    if not model:
-        raise LlmLoadError(f"llama.cpp cannot load {path}: {' | '.join(_log_tail) or 'unknown error'}")
-    cp = llama_cpp.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, n_batch, n_batch, 1
-    cp.n_threads = cp.n_threads_batch = n_threads
-    cp.no_perf = True
-    # llama.cpp's "auto" turns flash attention on for the CPU too, where it makes every token cost more as the
-    # cache grows (Qwen 0.5B, 2 cores: 15 new tokens over 1840 cached ones 384 ms with it, 114 ms without;
-    # decoding 26.7 vs 17.7 ms/token). It stays on "auto" when layers run on a GPU.
-    cp.flash_attn_type = 0 if n_gpu_layers == 0 else -1
-    ctx = llama_cpp.llama_init_from_model(model, cp)
-    if not ctx:
-        llama_cpp.llama_model_free(model)
-        raise LlmLoadError(f"llama.cpp cannot create a context for {path}: {' | '.join(_log_tail) or 'unknown'}")
-    return model, ctx
 
 
 class LlamaGeneration:
@@ -209,7 +136,7 @@ class LlamaGenerator:
         """`n_gpu_layers` −1 offloads every layer (CUDA builds). `repack` enables llama.cpp's CPU weight repacking
         (extra buffer types); off by default: with it, batched decodes crash this build on AMX CPUs."""
         path = Path(model_path)
-        self._model, self._ctx = _load(path, n_gpu_layers, repack, n_ctx, n_batch, n_threads)
+        self._model, self._ctx = load_model(path, n_gpu_layers, repack, n_ctx, n_batch, n_threads)
         self.name = name or path.stem
         self.temperature, self.top_k = temperature, top_k
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
@@ -231,7 +158,7 @@ class LlamaGenerator:
         self._sentence_ends = [ids[0] for ids in marks.values() if len(ids) == 1]
         self._period = marks["."][0] if len(marks["."]) == 1 else -1
         eos_text = self._token_text(llama_cpp.llama_vocab_eos(self._vocab))
-        source = _meta(self._model, "tokenizer.chat_template")
+        source = model_meta(self._model, "tokenizer.chat_template")
         self.template = ChatTemplate.from_metadata({"tokenizer.chat_template": source}, chat_format or None,
                                                    self._bos_text, eos_text)
 

@@ -11,7 +11,8 @@ import pytest
 
 from engines import store
 from engines.chat_template import ChatTemplate
-from engines.llm_llama import LlamaGenerator, LlmLoadError, _meta
+from engines.llama_loader import model_meta
+from engines.llm_llama import LlamaGenerator, LlmLoadError
 from engines.protocols import Generation, GenerationStep, Generator, Message
 
 pytestmark = pytest.mark.slow
@@ -279,7 +280,7 @@ def test_gguf_jinja_templates_split_like_chatml(smol, qwen):
     conversation = ask("And Germany?", (Message("user", "Capital of France?"), Message("assistant", "Paris.")))
     chatml = ChatTemplate("chatml").split(conversation)
     for gen in (smol, qwen):
-        source = _meta(gen._model, "tokenizer.chat_template")
+        source = model_meta(gen._model, "tokenizer.chat_template")
         assert ChatTemplate.from_metadata({"tokenizer.chat_template": source}, None).format == "jinja"
         assert ChatTemplate("jinja", source).split(conversation) == chatml
     thinking = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
