@@ -251,12 +251,6 @@ def loopback_speaker_into_microphone(desktop: Desktop, level_db: float, latency_
     raise RuntimeError("the loopback's sink input did not appear")
 
 
-@pytest.mark.xfail(strict=False, reason="known problem (issue 8 stays open): on the real PulseAudio path the "
-                   "app still paused for its own voice in about 1 run in 4 on this 2-core machine (6 of 8 passed "
-                   "with the shipped far-end pairing while a soak benchmark shared the cores; 1 of 5 passed before "
-                   "this stop). The recorded signals show why: the speaker-to-microphone delay the canceller sees "
-                   "shifts by tens of ms when the output side falls behind, and WebRTC AEC3 lets echo through for "
-                   "a second or two while it re-adapts; the headless echo tests pass")
 def test_the_app_does_not_interrupt_itself_on_speakers(desktop: Desktop, tmp_path):
     """The speaker's sound comes back into the microphone at -20 dB with ~60 ms of delay; the app, with echo
     cancellation on (the default), must answer without pausing for its own voice."""

@@ -77,15 +77,31 @@ def test_the_silence_of_an_underrun_pays_what_a_late_output_side_owed():
     assert (out[4] == 2.0).all() and (out[5] == 2.0).all() and far.starved == 2
 
 
-def test_an_output_side_that_stopped_starts_over_with_a_fresh_cushion():
-    far = FarReference(RATE, cushion_s=BLOCK / RATE, max_s=4 * BLOCK / RATE)
-    far.add(np.ones(3 * BLOCK, np.float32))
-    for _ in range(10):  # the speaker stopped: nothing comes for ten takes
-        far.take(BLOCK)
+def test_a_debt_never_paid_is_forgiven_and_the_reference_is_whole_again():
+    """The speaker went silent for 100 samples without an underrun being reported: from then on every take finds
+    100 samples too few. The debt is forgiven once (that silence was played) and the takes are whole again."""
+    far = FarReference(RATE, cushion_s=0.0, forgive_s=2 * BLOCK / RATE)
+    far.add(np.ones(BLOCK, np.float32))
+    out = [far.take(BLOCK)]
+    far.add(np.ones(BLOCK - 100, np.float32))
+    for _ in range(12):
+        out.append(far.take(BLOCK))
+        far.add(np.ones(BLOCK, np.float32))
+    assert far.forgiven == 1 and far._owed == 0
+    assert all(o.all() for o in out[-8:])  # no silence left in the reference: it holds what the speaker played
+
+
+def test_a_reported_underrun_counts_only_the_silence_not_given_out_yet():
+    """The output side stops for five takes; the first three (past the forgiving time) are forgiven as silence;
+    then the underrun is reported, all five takes long: the next samples come at once, in their place."""
+    far = FarReference(RATE, cushion_s=0.0, forgive_s=2 * BLOCK / RATE)
+    far.add(np.ones(BLOCK, np.float32))
+    out = [far.take(BLOCK) for _ in range(6)]
+    far.gap(5 * BLOCK / RATE)
     far.add(np.full(BLOCK, 2.0, np.float32))
-    assert not far.take(BLOCK).any()  # a fresh cushion is collected first ...
-    far.add(np.full(BLOCK, 3.0, np.float32))
-    assert (far.take(BLOCK) == 2.0).all()  # ... then the samples come in order, none paid to an old debt
+    out.append(far.take(BLOCK))
+    assert far.forgiven == 1 and (out[0] == 1.0).all() and not any(o.any() for o in out[1:6])
+    assert (out[6] == 2.0).all() and far._count == 0
 
 
 def test_an_underrun_is_silence_in_the_reference():
@@ -97,6 +113,18 @@ def test_an_underrun_is_silence_in_the_reference():
     hole = int(0.01 * RATE)
     assert (out[:BLOCK] == 1.0).all() and not out[BLOCK:BLOCK + hole].any()
     assert (out[BLOCK + hole:2 * BLOCK + hole] == 2.0).all()
+
+
+def test_a_microphone_side_catching_up_after_a_stall_gets_every_sample():
+    """The input thread stalls for 0.8 s while the output side keeps reading; then the buffered microphone blocks
+    come all at once: each takes its own samples, nothing is dropped."""
+    played = np.arange(1, 80 * BLOCK + 1, dtype=np.float32)
+    far, out = FarReference(RATE, cushion_s=BLOCK / RATE), []
+    far.add(played[:2 * BLOCK])
+    out.append(far.take(BLOCK))
+    far.add(played[2 * BLOCK:27 * BLOCK])  # 25 blocks (0.8 s) read while nothing was taken
+    out += [far.take(BLOCK) for _ in range(25)]
+    assert far.dropped == 0 and np.array_equal(np.concatenate(out), played[:26 * BLOCK])
 
 
 def test_drifting_clocks_cost_a_counted_correction_and_bounded_memory():
