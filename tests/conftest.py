@@ -3,6 +3,7 @@ user's home), while the model cache (XDG_CACHE_HOME) stays shared so verified mo
 Tests that need an empty model cache use the `empty_model_cache` fixture."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -56,3 +57,20 @@ def speech_manifest() -> list[dict]:
 
     with open(SPEECH / "manifest.tsv", newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.fixture
+def debug_logs(caplog):
+    """Every log record at DEBUG: the root, every cadence.* logger and the scheduler's."""
+    for name in (None, "cadence", "scheduler"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
+
+
+@pytest.fixture(scope="session")
+def engines():
+    """The default engines, loaded once for the conversation tests that share them (a module may define its own)."""
+    from app.config import Config
+    from app.engine_factory import build_engines
+
+    return build_engines(Config())

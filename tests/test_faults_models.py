@@ -14,7 +14,7 @@ import pytest
 from app.config import from_dict
 from engines.store import cache_root
 from tests.conftest import SPEECH, run_cli
-from tests.test_faults import RATE, clip, reference
+from tests.conversation_watch import RATE, clip, reference
 from tests.wer import wer
 
 SHARED_MODELS = cache_root()  # read at import, before a test empties the cache
