@@ -27,8 +27,9 @@ def session_settings(cfg: Config) -> SessionSettings:
     # the prompt must leave room for the reply: ~3 characters per token is a safe bound for English. Within the
     # window, the history is held to `llm.history_tokens`: each token of context slows every later answer (a
     # 200-turn soak with a full 4096-token window answered 84 % slower at the end than at the start)
-    fits = (cfg.llm.n_ctx - cfg.llm.max_reply_tokens - 64) * 3 - len(system_prompt(cfg))
-    history_chars = max(1000, min(fits, len(system_prompt(cfg)) + 3 * cfg.llm.history_tokens))
+    prompt_chars = len(system_prompt(cfg))
+    fits = (cfg.llm.n_ctx - cfg.llm.max_reply_tokens - 64) * 3 - prompt_chars
+    history_chars = max(1000, min(fits, prompt_chars + 3 * cfg.llm.history_tokens))
     return SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens, history_chars=history_chars)
 
 

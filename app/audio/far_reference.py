@@ -20,9 +20,10 @@ silence already given out stands for it and the debt is forgiven. Without that, 
 side reads between two takes is never paid off and the reference stays silent for good (measured: the app then
 interrupted itself). An underrun reported after a forgiven debt counts only the silence not given out yet. Too
 much waiting for longer than `FULL_S` (clock drift) drops back to the cushion; a pile that the microphone side
-takes down within that time is its own thread catching up after a stall (up to a second of buffered blocks at
-once on a loaded 2-core machine), and it needs every one of those samples. All are rare and counted. The delay the canceller sees
-is the output read-ahead plus the cushion plus the acoustic path: large, but constant, which is what it needs."""
+takes down within that time is its own thread catching up after a stall (0.8 s of buffered blocks at once was
+seen on a loaded 2-core machine), and it needs every one of those samples. All are rare and counted. The delay
+the canceller sees is the output read-ahead plus the cushion plus the acoustic path: large, but constant, which
+is what it needs."""
 from __future__ import annotations
 
 import threading
@@ -90,20 +91,10 @@ class FarReference:
                 self._started = True
             self._full_for = self._full_for + n if self._count > self.max else 0
             if self._full_for > self.full:
-                self.dropped += self._drop(self._count - self.cushion)
+                self.dropped += self._pop(self._count - self.cushion)
                 self._full_for = 0
             out = np.zeros(n, np.float32)
-            filled = 0
-            while filled < n and self._chunks:
-                chunk = self._chunks[0]
-                used = min(n - filled, len(chunk))
-                out[filled:filled + used] = chunk[:used]
-                filled += used
-                if used == len(chunk):
-                    self._chunks.popleft()
-                else:
-                    self._chunks[0] = chunk[used:]
-            self._count -= filled
+            filled = self._pop(n, out)
             if filled < n:  # the output side is late: what it reads next takes the place of this silence
                 self.starved += 1
                 self._owed += n - filled
@@ -114,17 +105,18 @@ class FarReference:
                 self.forgiven += 1
             return out
 
-    def _drop(self, n: int) -> int:
-        """Drops the `n` oldest samples waiting; returns how many there were."""
-        dropped = 0
-        while n > 0 and self._chunks:
+    def _pop(self, n: int, out: np.ndarray | None = None) -> int:
+        """Removes up to `n` of the oldest samples waiting, copied into `out` when given; returns how many."""
+        done = 0
+        while done < n and self._chunks:
             chunk = self._chunks[0]
-            used = min(n, len(chunk))
+            used = min(n - done, len(chunk))
+            if out is not None:
+                out[done:done + used] = chunk[:used]
             if used == len(chunk):
                 self._chunks.popleft()
             else:
                 self._chunks[0] = chunk[used:]
-            self._count -= used
-            dropped += used
-            n -= used
-        return dropped
+            done += used
+        self._count -= done
+        return done
