@@ -1,10 +1,14 @@
-"""Typed settings <-> one TOML file under platformdirs' user config dir.
+"""Typed settings <-> one TOML file under platformdirs' user config dir, and the one place they are validated.
 
 The dataclasses below are the single source of truth for keys, types and defaults; `assets/default_config.toml`
-documents them (a test keeps the two equal). Unknown keys and bad values raise ConfigError naming the key.
-Command-line overrides use the same path syntax: `--set llm.n_threads=1`."""
+documents them (a test keeps the two equal). Command-line overrides use the same path syntax: `--set
+llm.n_threads=1`. Loading a config (`load`, `from_dict`) also builds what a conversation runs with from it
+(`runtime_settings`: the scheduler's, the turn-taking's and the VAD's settings, the history budget, the system
+prompt), so every bad value or bad combination is a ConfigError naming the key before any model loads; the
+settings dialog refuses it the same way before it stops anything."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import tomllib
@@ -14,6 +18,12 @@ from typing import Any, get_type_hints
 
 import platformdirs
 import tomli_w
+
+from app.conversation.settings import SessionSettings
+from app.conversation.state import TurnSettings, TurnSettingsError
+from app.conversation.vad_segmenter import VadSettings
+from app.paths import asset
+from scheduler import SchedulerSettings, SettingsError
 
 
 class ConfigError(ValueError):
@@ -139,11 +149,7 @@ def from_dict(raw: dict, base: Config | None = None) -> Config:
             raise ConfigError(f"unknown section [{name}] (known: {', '.join(f.name for f in fields(Config))})")
         changes[name] = _section(type(getattr(base, name)), name, value, getattr(base, name))
     cfg = dataclasses.replace(base, **changes)
-    s = cfg.scheduler
-    if not s.first_chunk_max_tokens <= s.max_chunk_tokens or not s.chunk_tokens <= s.max_chunk_tokens:
-        raise ConfigError("scheduler.max_chunk_tokens: must be at least first_chunk_max_tokens and chunk_tokens")
-    if s.lead_comfortable_s < s.lead_target_s:
-        raise ConfigError("scheduler.lead_comfortable_s: must be at least lead_target_s")
+    runtime_settings(cfg)  # every combination is checked here, naming the key
     return cfg
 
 
@@ -164,7 +170,12 @@ def parse_override(text: str) -> dict:
     return {section: {key: parsed}}
 
 
-def load(path: Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(args: argparse.Namespace) -> Config:
+    """The config a command runs with: `--config FILE` (or the default file), then its `--set` overrides."""
+    return load(Path(args.config) if args.config else None, args.overrides)
+
+
+def load(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults, then the config file (if it exists), then `--set` overrides."""
     path = path or config_path()
     cfg = Config()
@@ -196,3 +207,58 @@ def describe() -> list[tuple[str, Any, str]]:
         for f in fields(type(getattr(Config(), section.name))):
             out.append((f"{section.name}.{f.name}", f.default, f.metadata.get("help", "")))
     return out
+
+
+# ---- what a conversation runs with ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The config as the scheduler and the session use it (seconds, characters, enums), checked."""
+
+    scheduler: SchedulerSettings
+    session: SessionSettings
+    system_prompt: str
+
+
+# TurnSettings fields -> the config key a user sets
+_TURN_KEYS = {"pause_s": "turn.pause_ms", "max_wait_s": "turn.max_wait_ms", "uncertain_wait_s": "turn.max_wait_ms",
+              "disagree_wait_s": "turn.max_wait_ms", "min_barge_in_s": "turn.min_barge_in_ms",
+              "turn_threshold": "turn.turn_threshold"}
+MIN_HISTORY_CHARS = 1000  # the prompt must leave room for at least this much conversation
+
+
+def system_prompt(cfg: Config) -> str:
+    return cfg.llm.system_prompt or asset("system_prompt.txt").read_text(encoding="utf-8").strip()
+
+
+def runtime_settings(cfg: Config) -> RuntimeSettings:
+    """Build (and so validate) the scheduler's and the session's settings; a ConfigError names the key."""
+    s, t = cfg.scheduler, cfg.turn
+    try:
+        scheduler = SchedulerSettings(mode=s.mode, first_chunk_max_tokens=s.first_chunk_max_tokens,
+                                      chunk_tokens=s.chunk_tokens, max_chunk_tokens=s.max_chunk_tokens,
+                                      lead_target_s=s.lead_target_s, lead_comfortable_s=s.lead_comfortable_s,
+                                      device_threads=s.device_threads)
+    except SettingsError as exc:
+        raise ConfigError(f"scheduler.{exc}") from None
+    try:
+        turn = TurnSettings.scaled(t.max_wait_ms / 1000, pause_s=t.pause_ms / 1000,
+                                   min_barge_in_s=t.min_barge_in_ms / 1000, turn_threshold=t.turn_threshold)
+        vad = VadSettings(threshold=t.vad_threshold, pause_s=t.pause_ms / 1000)
+    except TurnSettingsError as exc:
+        raise ConfigError(f"{_TURN_KEYS.get(exc.field, 'turn')}: {exc}") from None
+    prompt = system_prompt(cfg)
+    # The prompt must leave room for the reply: ~3 characters per token is a safe bound for English. Within the
+    # window, the history is held to `llm.history_tokens`: each token of context slows every later answer (a
+    # 200-turn soak with a full 4096-token window answered 84 % slower at the end than at the start).
+    fits = (cfg.llm.n_ctx - cfg.llm.max_reply_tokens - 64) * 3 - len(prompt)
+    if fits < MIN_HISTORY_CHARS:
+        most = max(0, cfg.llm.n_ctx - 64 - (len(prompt) + MIN_HISTORY_CHARS) // 3)
+        raise ConfigError(f"llm.max_reply_tokens: {cfg.llm.max_reply_tokens} tokens leave no room for the system "
+                          f"prompt and the conversation in llm.n_ctx = {cfg.llm.n_ctx} tokens (at most {most}, or "
+                          "a larger llm.n_ctx)")
+    history_chars = min(fits, max(MIN_HISTORY_CHARS, len(prompt) + 3 * cfg.llm.history_tokens))
+    session = SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens,
+                              history_chars=history_chars)
+    return RuntimeSettings(scheduler, session, prompt)

@@ -4,24 +4,25 @@ an engine whose optional package is missing raises InputError; a missing or corr
 Heavy engine modules are imported only when chosen, so `cadence --help` stays fast."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import logging
+from typing import Callable, TypeVar
 
 from app.config import Config
 from app.errors import InputError
-from engines.catalog import ModelEntry, get
+from engines.catalog import ModelEntry, UnknownModel, get
+from engines.engine_set import Engines
 from engines.user_files import check_user_file
 
-if TYPE_CHECKING:
-    from app.conversation.session import Engines
-
+log = logging.getLogger("cadence.engines")
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 def _entry(model_id: str, kind: str, what: str) -> ModelEntry:
     try:
         entry = get(model_id)
-    except KeyError as exc:
-        raise InputError(exc.args[0]) from None
+    except UnknownModel as exc:
+        raise InputError(str(exc)) from None
     if entry.kind != kind:
         raise InputError(f"{model_id!r} is not {what} (it is a {entry.kind} model)")
     return entry
@@ -110,22 +111,42 @@ def build_tts(cfg: Config, model_id: str | None = None, voice: str | None = None
     raise InputError(f"{entry.id}: no engine for {entry.engine!r}")
 
 
-def build_engines(cfg: Config, progress: Progress = lambda _msg: None) -> "Engines":
-    """Every engine of a session, loaded in the order a user waits for them least."""
-    from app.conversation.session import Engines
+# which settings each engine is built from: on a settings change an engine is rebuilt only when its key changed
+ENGINE_KEYS: dict[str, Callable[[Config], tuple]] = {
+    "vad": lambda c: (c.models.vad,),
+    "turn": lambda c: (c.models.turn,),
+    "asr": lambda c: (c.models.asr, c.models.asr_path, c.scheduler.device_threads),
+    "llm": lambda c: (c.models.llm, c.models.llm_path, c.llm.n_threads, c.llm.n_gpu_layers, c.llm.n_ctx,
+                      c.llm.temperature),
+    "tts": lambda c: (c.models.tts, c.models.tts_path, c.scheduler.device_threads,
+                      c.models.voice if c.models.tts_path or c.models.tts.startswith("kokoro") else ""),
+}
+STEPS = {"vad": "the voice activity detector", "turn": "Smart Turn", "asr": "the speech recognizer",
+         "llm": "the language model", "tts": "the voice"}
+def engine_names(cfg: Config) -> dict[str, str]:
+    """What the window and the reports call each engine (a user file by its path)."""
+    m = cfg.models
+    names = {"vad": m.vad, "turn": m.turn, "asr": m.asr_path or m.asr, "llm": m.llm_path or m.llm,
+             "tts": m.tts_path or m.tts}
+    if m.tts_path or get(m.tts).engine.startswith("kokoro"):
+        names["voice"] = m.voice
+    return names
 
-    progress("loading the voice activity detector")
-    vad = build_vad(cfg)
-    progress("loading Smart Turn")
-    turn = build_turn(cfg)
-    progress("loading the speech recognizer")
-    asr = build_asr(cfg)
-    progress("loading the language model")
-    llm = build_llm(cfg)
-    progress("loading the voice")
-    tts = build_tts(cfg)
-    names = {"vad": cfg.models.vad, "turn": cfg.models.turn, "asr": cfg.models.asr_path or cfg.models.asr,
-             "llm": cfg.models.llm_path or cfg.models.llm, "tts": cfg.models.tts_path or cfg.models.tts}
-    if get(cfg.models.tts).engine.startswith("kokoro"):
-        names["voice"] = cfg.models.voice
-    return Engines(vad, turn, asr, llm, tts, names)
+
+def build_engines(cfg: Config, progress: Progress = lambda _msg: None,
+                  reuse: tuple[Config, Engines] | None = None) -> Engines:
+    """Every engine of a session, loaded in the order a user waits for them least. `reuse`: the config and the
+    engines of a running session; engines whose settings did not change are taken over instead of loaded again.
+    Optional abilities are checked once, here (`Engines`)."""
+    def load(kind: str, build: Callable[[Config], T]) -> T:
+        if reuse is not None and ENGINE_KEYS[kind](reuse[0]) == ENGINE_KEYS[kind](cfg):
+            return getattr(reuse[1], kind)
+        progress(f"loading {STEPS[kind]}")
+        return build(cfg)
+
+    engines = Engines(load("vad", build_vad), load("turn", build_turn), load("asr", build_asr),
+                      load("llm", build_llm), load("tts", build_tts), names=engine_names(cfg))
+    if missing := engines.missing_roles():
+        raise InputError(f"these engines do not do their job's minimum: {', '.join(missing)}")
+    log.info("engines: %s; %s", " ".join(f"{k}={v}" for k, v in engines.names.items()), engines.abilities.describe())
+    return engines

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.config import ConfigError
 from engines.aec_webrtc import EchoCancellerUnavailable
 from engines.audio_io import AudioFormatError
+from engines.catalog import UnknownModel
 from engines.store import ModelError
 
 EXIT_USER = 2
@@ -15,5 +16,5 @@ class InputError(ValueError):
 
 
 # Everything the CLI reports as one clear line.
-UserError = (ConfigError, ModelError, InputError, AudioFormatError, EchoCancellerUnavailable, KeyError,
+UserError = (ConfigError, ModelError, InputError, AudioFormatError, EchoCancellerUnavailable, UnknownModel,
              FileNotFoundError)

@@ -1,42 +1,93 @@
-"""From the config to a running conversation: the scheduler's and the session's settings, and the system prompt.
-Headless mode, the benchmarks and the desktop window all start conversations through here."""
+"""The one place that wires a conversation: settings, playback buffer, audio device (echo-cancelled as the audio
+settings say), scheduler, session and the per-turn metrics. Headless mode, the benchmarks, the screenshot demo and
+the desktop window all start conversations through `build_conversation`; only the device they open differs.
+
+Everything that can fail for a user's reason fails before anything runs: the settings were checked when the config
+was loaded (`app.config.runtime_settings`), and the device factory resolves the devices before the scheduler's
+threads exist. A conversation that was built is started once and stopped once (`Conversation.stop` closes the
+scheduler and every subscription, so a failed start or a hot swap leaves no thread behind)."""
 from __future__ import annotations
 
-from app.config import Config
-from app.conversation.session import SessionSettings
-from app.conversation.state import TurnSettings
-from app.conversation.vad_segmenter import VadSettings
-from app.paths import asset
-from scheduler import Scheduler, SchedulerSettings, configure_thread_pools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from app.audio.duplex import DuplexDevice
+from app.audio.echo_cancel import EchoCancellingDevice, EchoStats, with_echo_cancellation
+from app.audio.playback import PlaybackBuffer
+from app.config import Config, runtime_settings
+from app.conversation.history import History
+from app.conversation.session import Observer, Session
+from app.metrics.turns import TurnCollector, TurnRecord
+from engines.engine_set import Engines
+from scheduler import Scheduler, Span, configure_thread_pools
+
+RATE = 16000  # the session's rate: microphone blocks, playback, every input-side engine
+OpenDevice = Callable[[PlaybackBuffer], DuplexDevice]  # resolves (and may refuse) the devices; starts nothing
+Wrap = Callable[[DuplexDevice], DuplexDevice]
 
 
-def scheduler_settings(cfg: Config) -> SchedulerSettings:
-    s = cfg.scheduler
-    return SchedulerSettings(mode=s.mode, first_chunk_max_tokens=s.first_chunk_max_tokens,
-                             chunk_tokens=s.chunk_tokens, max_chunk_tokens=s.max_chunk_tokens,
-                             lead_target_s=s.lead_target_s, lead_comfortable_s=s.lead_comfortable_s,
-                             device_threads=s.device_threads)
+@dataclass
+class Conversation:
+    """A wired conversation, not yet started. `device` is what the session hears through (the echo canceller
+    and any `wrap` around the opened device); `opened` is the device itself."""
+
+    session: Session
+    scheduler: Scheduler
+    playback: PlaybackBuffer
+    opened: DuplexDevice
+    device: DuplexDevice
+    collector: TurnCollector
+    canceller: EchoCancellingDevice | None = None  # the echo canceller between the device and the session
+    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Warm the LLM's cache, start the session thread and open the audio. On a DeviceError call `stop()`."""
+        self.session.start()
+
+    def stop(self) -> None:
+        self.session.stop()
+        self.scheduler.close()
+        for unsubscribe in self.unsubscribe:
+            unsubscribe()
+        self.unsubscribe.clear()
+
+    def echo_stats(self, settled: bool = False) -> EchoStats | None:
+        """The echo canceller's figures, or None when there is none (headphones, cancellation off, headless)."""
+        return self.canceller.stats(settled) if self.canceller is not None else None
 
 
-def session_settings(cfg: Config) -> SessionSettings:
-    t = cfg.turn
-    max_wait = t.max_wait_ms / 1000
-    turn = TurnSettings(pause_s=t.pause_ms / 1000, max_wait_s=max_wait, disagree_wait_s=min(1.5, max_wait),
-                        min_barge_in_s=t.min_barge_in_ms / 1000, turn_threshold=t.turn_threshold)
-    vad = VadSettings(threshold=t.vad_threshold, pause_s=t.pause_ms / 1000)
-    # the prompt must leave room for the reply: ~3 characters per token is a safe bound for English. Within the
-    # window, the history is held to `llm.history_tokens`: each token of context slows every later answer (a
-    # 200-turn soak with a full 4096-token window answered 84 % slower at the end than at the start)
-    prompt_chars = len(system_prompt(cfg))
-    fits = (cfg.llm.n_ctx - cfg.llm.max_reply_tokens - 64) * 3 - prompt_chars
-    history_chars = max(1000, min(fits, prompt_chars + 3 * cfg.llm.history_tokens))
-    return SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens, history_chars=history_chars)
-
-
-def system_prompt(cfg: Config) -> str:
-    return cfg.llm.system_prompt or asset("system_prompt.txt").read_text(encoding="utf-8").strip()
-
-
-def new_scheduler(cfg: Config) -> Scheduler:
+def build_conversation(cfg: Config, engines: Engines, open_device: OpenDevice, *, cancel_echo: bool = True,
+                       wrap: Wrap | None = None, history: History | None = None,
+                       observers: Sequence[Observer] = (), on_span: Callable[[Span], None] | None = None,
+                       on_record: Callable[[TurnRecord], None] | None = None) -> Conversation:
+    """Wire a conversation with `engines` on the device `open_device` returns. `cancel_echo`: put the echo
+    canceller the audio settings ask for between the device and the session (a device with no loudspeaker, as a
+    headless run without a simulated echo, has nothing to cancel). `history`: go on with an earlier
+    conversation (its system prompt is replaced by the config's). Observers see every event, action and phase;
+    `on_span` every span; `on_record` every turn's figures."""
+    settings = runtime_settings(cfg)
+    playback = PlaybackBuffer(RATE)
+    opened = open_device(playback)
+    device = with_echo_cancellation(opened, cfg.audio) if cancel_echo else opened
+    canceller = device if isinstance(device, EchoCancellingDevice) else None
+    if wrap is not None:
+        device = wrap(device)
     configure_thread_pools(cfg.scheduler.device_threads)
-    return Scheduler(scheduler_settings(cfg))
+    scheduler = Scheduler(settings.scheduler)
+    try:
+        session = Session(engines, device, scheduler, settings.system_prompt, settings.session, playback=playback)
+        if history is not None:
+            session.history = history.with_system(settings.system_prompt)
+        collector = TurnCollector(scheduler)
+        if on_record is not None:
+            collector.listeners.append(on_record)
+        for observer in observers:
+            session.subscribe(observer)
+        session.subscribe(collector)
+        conversation = Conversation(session, scheduler, playback, opened, device, collector, canceller)
+        if on_span is not None:
+            conversation.unsubscribe.append(scheduler.spans.subscribe(on_span))
+    except BaseException:
+        scheduler.close()
+        raise
+    return conversation

@@ -127,13 +127,20 @@ def load_catalog(path: Path = CATALOG_PATH) -> dict[str, ModelEntry]:
     return entries
 
 
+class UnknownModel(KeyError):
+    """No catalog entry has this id (a user error: the message lists the known ids)."""
+
+    def __str__(self) -> str:  # KeyError's own str() would quote the message
+        return str(self.args[0]) if self.args else "unknown model"
+
+
 def get(model_id: str) -> ModelEntry:
-    """The entry for `model_id`; raises KeyError with the known ids if there is none."""
+    """The entry for `model_id`; raises UnknownModel (a KeyError) with the known ids if there is none."""
     catalog = load_catalog()
     try:
         return catalog[model_id]
     except KeyError:
-        raise KeyError(f"no model {model_id!r} in the catalog (known: {', '.join(catalog)})") from None
+        raise UnknownModel(f"no model {model_id!r} in the catalog (known: {', '.join(catalog)})") from None
 
 
 def by_kind(kind: str) -> list[ModelEntry]:

@@ -1,6 +1,10 @@
-"""The small protocols every engine implements. Each call is one bounded step (one VAD frame, one Smart Turn
-call, one ASR chunk, N LLM tokens, one TTS segment) so the scheduler can interleave them; engines know nothing
-about threads or scheduling. Audio is float32 mono numpy arrays; input audio is always 16 kHz."""
+"""The small protocols every engine implements, and the optional abilities some engines add.
+
+Each call is one bounded step (one VAD frame, one Smart Turn call, one ASR chunk, N LLM tokens, one TTS segment) so
+the scheduler can interleave them; engines know nothing about threads or scheduling. Audio is float32 mono numpy
+arrays; input audio is always 16 kHz. Optional abilities (a text end-of-utterance score, a recognizer that decodes
+in steps while the user talks, an offline recognizer path, several voices) are protocols of their own, checked once
+when the engines are put together (`engines/engine_set.py`); callers never probe an engine with `hasattr`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -94,6 +98,53 @@ class Synthesizer(Protocol):
     sample_rate: int
 
     def synthesize(self, text: str) -> Iterator[AudioChunk]: ...
+
+
+# ---- optional abilities -------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class SteppedRecognizer(Recognizer, Protocol):
+    """A recognizer that decodes while the user talks: `wants_step()` says a bounded decode is due, `step()` runs
+    one (False when there was nothing new to decode), so `finish()` has little left at the end of the turn."""
+
+    def wants_step(self) -> bool: ...
+
+    def step(self) -> bool: ...
+
+
+@runtime_checkable
+class OfflineRecognizer(Protocol):
+    """A recognizer with a path for a whole recording at once (any length), better than streaming it in chunks."""
+
+    def transcribe(self, audio: np.ndarray) -> str: ...
+
+
+@runtime_checkable
+class ScoredGeneration(Generation, Protocol):
+    """A generation that also reads the text end-of-utterance score from the prompt's own evaluation."""
+
+    def eou_score(self) -> float: ...  # log10 P(the user's sentence ends after their last word)
+
+
+@runtime_checkable
+class TextTurnScorer(Protocol):
+    """A generator whose generations score the end of the user's utterance from the text (`ScoredGeneration`)."""
+
+    name: str
+
+    def start(self, messages: Sequence[Message], max_tokens: int = 256) -> ScoredGeneration: ...
+
+    def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float: ...
+
+
+@runtime_checkable
+class VoiceChoice(Protocol):
+    """A synthesizer with several voices."""
+
+    def voices(self) -> list[str]: ...
+
+    def set_voice(self, voice: str) -> None: ...
 
 
 @runtime_checkable

@@ -70,6 +70,9 @@ class SchedulerSettings:
             if value < 0:
                 raise SettingsError(name, f"must be >= 0, got {value!r}")
             object.__setattr__(self, name, float(value))
+        if self.max_chunk_tokens < self.first_chunk_max_tokens:
+            raise SettingsError("max_chunk_tokens", f"must be >= first_chunk_max_tokens "
+                                                    f"({self.first_chunk_max_tokens}), got {self.max_chunk_tokens}")
         if self.max_chunk_tokens < self.chunk_tokens:
             raise SettingsError("max_chunk_tokens", f"must be >= chunk_tokens ({self.chunk_tokens}), "
                                                     f"got {self.max_chunk_tokens}")

@@ -44,32 +44,29 @@ class Run:
 def snapshot(session) -> dict:
     scheduler = session.scheduler
     outstanding = scheduler.outstanding()
+    held = session.outstanding()
     return {"phase": session.state.phase, "idle": session.idle.is_set(),
             "busy": [h for h in outstanding if h.unit.stage != "vad"],  # the VAD judges every block, always
             "cancelled_left": [h for h in outstanding if h.unit.turn >= 0 and scheduler.is_turn_cancelled(h.unit.turn)],
-            "replies": dict(session._replies), "speculations": dict(session._speculation),
+            "replies": held["replies"], "speculations": held["speculations"],
             "playback_s": session.playback.lead_s()}
 
 
-def converse(engines, cfg: Config, turns: list[UserTurn], monkeypatch, timeout_s: float = 240) -> Run:
+def converse(engines, cfg: Config, turns: list[UserTurn], monkeypatch=None, timeout_s: float = 240) -> Run:
     """`run_conversation`, with the session watched: every notification kept, and its state and the scheduler's
     outstanding units read when the script ends (before the scheduler closes)."""
     from app.headless import runner
 
     run = Run()
 
-    class Watched(runner.Session):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.subscribe(run.items.append)
-            self.subscribe(lambda item: run.timed.append((time.perf_counter(), item)))
+    def watch(session) -> None:
+        session.subscribe(run.items.append)
+        session.subscribe(lambda item: run.timed.append((time.perf_counter(), item)))
 
-        def stop(self):
-            run.at_end, run.spans = snapshot(self), self.scheduler.spans
-            super().stop()
+    def at_end(session) -> None:
+        run.at_end, run.spans = snapshot(session), session.scheduler.spans
 
-    monkeypatch.setattr(runner, "Session", Watched)
-    run.result = runner.run_conversation(engines, cfg, turns, timeout_s=timeout_s)
+    run.result = runner.run_conversation(engines, cfg, turns, timeout_s=timeout_s, on_session=watch, on_end=at_end)
     return run
 
 
@@ -80,7 +77,7 @@ def assert_clean_end(run: Run) -> None:
     assert not run.result.notes, run.result.notes
     assert end["phase"] is Phase.LISTENING and end["idle"], end
     assert end["cancelled_left"] == [] and end["busy"] == [], end
-    assert end["replies"] == {} and end["speculations"] == {}, end
+    assert end["replies"] == [] and end["speculations"] == [], end
 
 
 def conversation_words(run: Run) -> set[str]:

@@ -1,6 +1,7 @@
 """Config: documented defaults equal the code's, round trip through TOML, and clear errors naming the key."""
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import pytest
@@ -74,9 +75,52 @@ def test_invalid_toml_names_the_file(tmp_path):
 
 
 def test_the_history_is_held_to_history_tokens_within_the_context_window():
-    from app.runtime import session_settings, system_prompt
-
     cfg = config.from_dict({"llm": {"n_ctx": 4096, "history_tokens": 1024}})
-    assert session_settings(cfg).history_chars == len(system_prompt(cfg)) + 3 * 1024
+    settings = config.runtime_settings(cfg)
+    assert settings.session.history_chars == len(settings.system_prompt) + 3 * 1024
     roomy = config.from_dict({"llm": {"n_ctx": 4096, "history_tokens": 100000}})  # the window is the limit then
-    assert session_settings(roomy).history_chars == (4096 - 160 - 64) * 3 - len(system_prompt(roomy))
+    assert config.runtime_settings(roomy).session.history_chars == (4096 - 160 - 64) * 3 - len(settings.system_prompt)
+
+
+def test_a_short_max_wait_scales_the_shorter_waits():
+    """`turn.max_wait_ms=500` used to load every model, then fail: the 1.0 s and 1.5 s waits stayed longer."""
+    turn = config.runtime_settings(config.load(None, ["turn.max_wait_ms=500"])).session.turn
+    assert (turn.max_wait_s, turn.uncertain_wait_s, turn.disagree_wait_s) == (0.5, 0.5, 0.5)
+    turn = config.runtime_settings(config.load(None, ["turn.max_wait_ms=1200"])).session.turn
+    assert (turn.max_wait_s, turn.uncertain_wait_s, turn.disagree_wait_s) == (1.2, 1.0, 1.2)
+    default = config.runtime_settings(config.Config()).session.turn
+    assert (default.max_wait_s, default.uncertain_wait_s, default.disagree_wait_s) == (2.0, 1.0, 1.5)
+
+
+def test_the_turn_and_vad_settings_come_from_the_config():
+    s = config.runtime_settings(config.load(None, ["turn.pause_ms=300", "turn.min_barge_in_ms=0",
+                                                   "turn.vad_threshold=0.6", "turn.turn_threshold=0.7"]))
+    assert (s.session.turn.pause_s, s.session.turn.min_barge_in_s, s.session.turn.turn_threshold) == (0.3, 0.0, 0.7)
+    assert (s.session.vad.pause_s, s.session.vad.threshold) == (0.3, 0.6)
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"llm": {"max_reply_tokens": 4096}}, "llm.max_reply_tokens"),  # no room left for the prompt
+    ({"llm": {"n_ctx": 512, "max_reply_tokens": 400}}, "llm.max_reply_tokens"),
+    ({"scheduler": {"lead_target_s": 5.0}}, "scheduler.lead_comfortable_s"),
+    ({"scheduler": {"chunk_tokens": 200}}, "scheduler.max_chunk_tokens"),
+])
+def test_bad_combinations_are_refused_at_load_naming_the_key(raw, key):
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict(raw)
+    assert str(err.value).startswith(key), err.value
+
+
+def test_every_accepted_value_builds_the_runtime_settings():
+    """The ranges the config accepts and the rules of the settings it builds agree at the extremes of each key."""
+    for section in dataclasses.fields(config.Config):
+        for f in dataclasses.fields(type(getattr(config.Config(), section.name))):
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            for value in (v for v in (lo, hi) if v is not None):
+                value = type(f.default)(value)
+                try:
+                    cfg = config.from_dict({section.name: {f.name: value}})
+                except config.ConfigError as exc:  # only a combination rule may refuse it, naming a key
+                    assert str(exc).split(":")[0].count(".") == 1, exc
+                    continue
+                config.runtime_settings(cfg)

@@ -91,12 +91,11 @@ def test_as_chat():
 
 def test_session_settings_keep_the_prompt_inside_the_context_window():
     """The session trims its history to what fits the LLM's context with room for the reply."""
-    from app.config import from_dict
-    from app.runtime import session_settings, system_prompt
+    from app.config import from_dict, runtime_settings
 
-    cfg = from_dict({"llm": {"n_ctx": 2048, "max_reply_tokens": 200}})
-    budget = session_settings(cfg).history_chars
-    assert budget + len(system_prompt(cfg)) <= (2048 - 200) * 3
+    settings = runtime_settings(from_dict({"llm": {"n_ctx": 2048, "max_reply_tokens": 200}}))
+    budget = settings.session.history_chars
+    assert budget + len(settings.system_prompt) <= (2048 - 200) * 3
     history = History("sys")
     for i in range(500):
         history = history.append("user", f"question {i} " * 10).append("assistant", f"answer {i} " * 20)

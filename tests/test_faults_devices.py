@@ -18,6 +18,7 @@ import pytest
 
 from app.config import Config
 from app.conversation.state import Phase
+from engines.engine_set import Engines
 from tests.conftest import ROOT
 
 RATE = 16000
@@ -312,7 +313,8 @@ def test_the_window_shows_a_lost_device_and_clears_it_when_it_is_back(monkeypatc
     bridge = UiBridge()
     controller = AppController(Config(), bridge, device_factory=sound_card)
     window = MainWindow(bridge, controller)
-    controller.session = SimpleNamespace(state=SimpleNamespace(phase=Phase.LISTENING))  # a conversation runs
+    running = SimpleNamespace(state=SimpleNamespace(phase=Phase.LISTENING))
+    controller.conversation = SimpleNamespace(session=running)  # a conversation runs
     device = sound_card(controller.cfg, PlaybackBuffer(RATE), controller)
 
     def shown(condition) -> bool:
@@ -324,7 +326,7 @@ def test_the_window_shows_a_lost_device_and_clears_it_when_it_is_back(monkeypatc
     threading.Thread(target=device.on_recovered, args=(sdd.RECOVERED,)).start()
     assert shown(lambda: not window.audio_banner.isVisibleTo(window) and window.state_key == "listening")
     assert window.progress_label.text() == sdd.RECOVERED and not window.restart_button.isVisibleTo(window)
-    controller.session = None
+    controller.conversation = None
     window.close()
 
 
@@ -348,7 +350,7 @@ def test_with_no_device_at_start_the_conversation_starts_by_itself_once_one_is_t
         return HeadlessDuplex(lambda start, n: np.zeros(n, np.float32), playback, RATE)
 
     monkeypatch.setattr(ctl, "AUDIO_RETRY_S", 0.2)
-    monkeypatch.setattr(ctl, "build_changed", lambda *a, **k: ctl.Engines(*[object()] * 5, names={"llm": "x"}))
+    monkeypatch.setattr(ctl, "build_engines", lambda *a, **k: Engines(*[object()] * 5, names={"llm": "x"}))
     bridge = UiBridge()
     controller = ctl.AppController(Config(), bridge, device_factory=microphone)
     window = MainWindow(bridge, controller)

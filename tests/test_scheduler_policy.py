@@ -91,7 +91,7 @@ def test_concurrent_runs_producer_and_renderer_side_by_side():
 # -- properties ----------------------------------------------------------------------------------------
 settings_st = st.builds(
     lambda first, chunk, extra, target, extra_lead: SchedulerSettings(
-        first_chunk_max_tokens=first, chunk_tokens=chunk, max_chunk_tokens=chunk + extra,
+        first_chunk_max_tokens=first, chunk_tokens=chunk, max_chunk_tokens=max(first, chunk) + extra,
         lead_target_s=target, lead_comfortable_s=target + extra_lead),
     st.integers(1, 64), st.integers(1, 64), st.integers(0, 128),
     st.floats(0, 5), st.floats(0, 5))

@@ -31,6 +31,7 @@ from app.ui.bridge import UiBridge  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.recording import DEMO_RECORDING, load_stream, replay  # noqa: E402
 from app.ui.settings_dialog import SettingsDialog, kokoro_voices  # noqa: E402
+from engines.engine_set import Engines  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 
 NO_DEVICES = ([], [], "")
@@ -115,7 +116,7 @@ def test_audio_problem_is_a_message_not_a_crash(qapp, monkeypatch):
     def no_microphone(cfg, playback, controller):
         raise sdd.DeviceError("no microphone found: connect one or choose it in Settings → Audio")
 
-    monkeypatch.setattr(ctl, "build_changed", lambda *a, **k: ctl.Engines(*[object()] * 5, names={"llm": "x"}))
+    monkeypatch.setattr(ctl, "build_engines", lambda *a, **k: Engines(*[object()] * 5, names={"llm": "x"}))
     bridge = UiBridge()
     controller = AppController(Config(), bridge, device_factory=no_microphone)
     window = MainWindow(bridge, controller)

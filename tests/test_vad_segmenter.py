@@ -2,18 +2,41 @@
 from __future__ import annotations
 
 from app.conversation.events import SpeechStarted, SpeechStopped
-from app.conversation.vad_segmenter import VadSettings, VadState, vad_step
+from app.conversation.vad_segmenter import PauseOnset, VadSettings, VadState, vad_step
 
 F = 0.032
 
 
-def feed(probs, state=None):
+def feed(probs, state=None, onsets=False):
+    """Every output in order; without `onsets`, the core's events only (no PauseOnset)."""
     state = state or VadState()
     events = []
     for i, p in enumerate(probs):
         state, out = vad_step(state, p, i * F, (i + 1) * F)
-        events += out
+        events += [o for o in out if onsets or not isinstance(o, PauseOnset)]
     return state, events
+
+
+def test_a_pause_onset_marks_every_first_quiet_frame_after_speech():
+    probs = [0.0] * 2 + [0.9] * 4 + [0.0] * 2 + [0.9] * 3 + [0.0] * 10
+    _, out = feed(probs, onsets=True)
+    assert out[0] == SpeechStarted(2 * F)
+    assert out[1] == PauseOnset(6 * F)  # the first quiet frame, a pause that did not become a stop
+    assert out[2] == PauseOnset(11 * F)  # and again after the speech resumed
+    assert isinstance(out[3], SpeechStopped) and len(out) == 4
+
+
+def test_no_pause_onset_before_speech_or_while_quiet():
+    _, out = feed([0.0, 0.9, 0.0, 0.0, 0.0], onsets=True)
+    assert out == []
+    _, out = feed([0.9, 0.9, 0.4, 0.4, 0.9, 0.9], onsets=True)  # middling frames are still speech
+    assert out == [SpeechStarted(0.0)]
+
+
+def test_a_pause_onset_comes_before_a_stop_in_the_same_frame():
+    state = VadState(VadSettings(pause_s=0.02))  # shorter than a frame: the first quiet frame is the stop
+    _, out = feed([0.9] * 3 + [0.0] * 2, state, onsets=True)
+    assert [type(o) for o in out] == [SpeechStarted, PauseOnset, SpeechStopped]
 
 
 def test_start_and_stop_times():

@@ -8,7 +8,7 @@ waveform-based latency figures come from one clock."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,3 +51,17 @@ class DuplexDevice(Protocol):
     def start(self, on_block: BlockHandler) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Mutable(Protocol):
+    """A device that can silence its microphone itself (the sound card: a muted input is no echo reference)."""
+
+    muted: bool
+
+
+@runtime_checkable
+class Restartable(Protocol):
+    """A device that can be reopened after it went away (the sound card's "Restart audio")."""
+
+    def restart(self) -> None: ...

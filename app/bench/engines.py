@@ -181,7 +181,7 @@ def _close(engine) -> None:
 
 def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     from app import engine_factory as factory
-    from app.runtime import system_prompt
+    from app.config import system_prompt
     from engines.audio_io import read_audio
     from engines.catalog import get
 

@@ -156,12 +156,13 @@ def warm_up(llm, tts, system: str) -> None:
 
 def run_mode(mode: str, cfg: Config, llm, tts, prompts: list[str], log: Log) -> dict:
     from app.audio.playback import PlaybackBuffer
-    from app.runtime import scheduler_settings, system_prompt
+    from app.config import runtime_settings
     from scheduler import Scheduler
 
-    system = system_prompt(cfg)
+    settings = runtime_settings(cfg)
+    system = settings.system_prompt
     warm_up(llm, tts, system)
-    scheduler = Scheduler(dataclasses.replace(scheduler_settings(cfg), mode=mode))
+    scheduler = Scheduler(dataclasses.replace(settings.scheduler, mode=mode))
     playback = PlaybackBuffer(RATE)
     player = RealtimePlayer(playback).start()
     replies = []

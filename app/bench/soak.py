@@ -81,18 +81,18 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     from app.headless.runner import run_conversation
     from app.metrics.stats import summarize
     from app.metrics.turns import STAGES
-    from app.runtime import session_settings, system_prompt
+    from app.config import from_dict, runtime_settings, system_prompt
 
     count = 10 if args.quick and args.turns == 200 else args.turns
     if count < 2:
         raise InputError(f"--turns: give at least 2, got {count}")
     if not 8 <= args.reply_tokens <= 4096:
         raise InputError(f"--reply-tokens: give 8 to 4096, got {args.reply_tokens}")
-    cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, max_reply_tokens=args.reply_tokens))
+    cfg = from_dict({"llm": {"max_reply_tokens": args.reply_tokens}}, cfg)  # checked like any setting
     turns = _cycle_turns(count)
     engines = build_engines(cfg, log)
     n_ctx = int(getattr(engines.llm, "n_ctx", cfg.llm.n_ctx))
-    budget = session_settings(cfg).history_chars
+    budget = runtime_settings(cfg).session.history_chars
     probe = SoakProbe()
     rss_before = rss_mb()
     log(f"soak: {count} turns in one session at real-time pace, replies of at most {args.reply_tokens} tokens")

@@ -60,7 +60,7 @@ def _log(message: str) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from app.bench import machine_info
-    from app.cli import load_config
+    from app.config import load_config
     from scheduler import configure_thread_pools
 
     cfg = load_config(args)

@@ -25,7 +25,7 @@ def cmd_path(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from app.cli import load_config
+    from app.config import load_config
 
     print(tomli_w.dumps(config_mod.to_dict(load_config(args))), end="")
     return 0

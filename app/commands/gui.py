@@ -35,7 +35,7 @@ def _has_display() -> bool:
 
 
 def cmd_gui(args) -> int:
-    from app.cli import load_config
+    from app.config import load_config
 
     screenshot = getattr(args, "screenshot", None)
     cfg = load_config(args)  # a bad config is one line, before any window opens

@@ -71,7 +71,7 @@ def _turns(args, cfg):
 
 
 def cmd_headless(args) -> int:
-    from app.cli import load_config
+    from app.config import load_config
     from app.engine_factory import build_engines
     from app.headless.report import build_report, summary_table, write_report
     from app.headless.runner import run_conversation

@@ -35,7 +35,7 @@ def _check_out(path: Path) -> None:
 
 
 def cmd_say(args) -> int:
-    from app.cli import load_config
+    from app.config import load_config
     from engines.audio_io import write_audio
 
     config = load_config(args)

@@ -37,7 +37,7 @@ def transcribe(recognizer: Recognizer, audio: np.ndarray) -> str:
 
 
 def cmd_transcribe(args) -> int:
-    from app.cli import load_config
+    from app.config import load_config
     from engines.audio_io import read_audio
 
     config = load_config(args)

@@ -68,6 +68,10 @@ class History:
             return replace(self, messages=self.messages[:-1] + (merged,))
         return replace(self, messages=self.messages + (Message(role, text, interrupted),))
 
+    def with_system(self, system: str) -> History:
+        """The same conversation under another system prompt (settings changed mid-conversation)."""
+        return replace(self, system=system)
+
     def cost(self, cost: Callable[[str], int] = len, per_message: int = 0) -> int:
         """The size of the history (system prompt included) under ``cost`` (chars by default)."""
         return sum(cost(text) + per_message for text in [self.system, *(m.text for m in self.messages)])

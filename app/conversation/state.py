@@ -44,13 +44,30 @@ class TurnSettings:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float | int) and f.name.endswith("_s") and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+                raise TurnSettingsError(f.name, f"must be >= 0, got {value}")
         if not 0.0 <= self.turn_threshold <= 1.0:
-            raise ValueError(f"turn_threshold must be in [0, 1], got {self.turn_threshold}")
+            raise TurnSettingsError("turn_threshold", f"must be in [0, 1], got {self.turn_threshold}")
         if self.text_fragment_log10 > self.text_complete_log10:
-            raise ValueError("text_fragment_log10 must be <= text_complete_log10")
+            raise TurnSettingsError("text_fragment_log10", "must be <= text_complete_log10")
         if not self.uncertain_wait_s <= self.disagree_wait_s <= self.max_wait_s:
-            raise ValueError("need uncertain_wait_s <= disagree_wait_s <= max_wait_s")
+            raise TurnSettingsError("max_wait_s", "need uncertain_wait_s <= disagree_wait_s <= max_wait_s, got "
+                                    f"{self.uncertain_wait_s} / {self.disagree_wait_s} / {self.max_wait_s}")
+
+    @classmethod
+    def scaled(cls, max_wait_s: float, **values: float) -> TurnSettings:
+        """Settings whose shorter waits (uncertain 1.0 s, disagree 1.5 s) never exceed ``max_wait_s``: a user who
+        wants every reply within 0.5 s gets 0.5 s for each."""
+        default = cls()
+        return cls(max_wait_s=max_wait_s, uncertain_wait_s=min(default.uncertain_wait_s, max_wait_s),
+                   disagree_wait_s=min(default.disagree_wait_s, max_wait_s), **values)
+
+
+class TurnSettingsError(ValueError):
+    """An invalid turn-taking setting; ``field`` names it (the config maps it to its key)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)

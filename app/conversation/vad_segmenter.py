@@ -1,14 +1,26 @@
-"""Per-frame speech probabilities -> SpeechStarted / SpeechStopped events, pure.
+"""Per-frame speech probabilities -> SpeechStarted / PauseOnset / SpeechStopped, pure.
 
 Hysteresis as Silero recommends: speech starts after `start_frames` frames at or above `threshold`, and stops
 once the probability has stayed below `threshold - 0.15` for `pause_s`. SpeechStarted carries the start time of the
 first speech frame; SpeechStopped is emitted `pause_s` after the last speech frame and carries how long the speech
-lasted, so the turn-taking core knows both when the user stopped and when it found out."""
+lasted, so the turn-taking core knows both when the user stopped and when it found out. PauseOnset marks the first
+quiet frame after speech (a pause that may become a stop): the session decodes what the user said so far there,
+so that little is left once the pause is confirmed. It is not an event of the turn-taking core."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from app.conversation.events import SpeechStarted, SpeechStopped
+
+
+@dataclass(frozen=True, slots=True)
+class PauseOnset:
+    """The first frame below the off-threshold after a speech frame; ``t`` is that frame's start."""
+
+    t: float
+
+
+VadOutput = SpeechStarted | PauseOnset | SpeechStopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +45,7 @@ class VadState:
 
 
 def vad_step(state: VadState, probability: float, t_start: float, t_end: float
-             ) -> tuple[VadState, tuple[SpeechStarted | SpeechStopped, ...]]:
+             ) -> tuple[VadState, tuple[VadOutput, ...]]:
     """Feed one frame (its probability and its start/end times on the session clock)."""
     cfg = state.settings
     if not state.speaking:
@@ -46,7 +58,8 @@ def vad_step(state: VadState, probability: float, t_start: float, t_end: float
         return new, (SpeechStarted(run_start),)
     if probability >= cfg.off_threshold:
         return replace(state, last_speech_end=t_end), ()
+    onset: tuple[VadOutput, ...] = (PauseOnset(t_start),) if state.last_speech_end >= t_start else ()
     if t_end - state.last_speech_end >= cfg.pause_s:
         speech_s = state.last_speech_end - state.started_at
-        return replace(state, speaking=False, run=0), (SpeechStopped(t_end, speech_s=speech_s),)
-    return state, ()
+        return replace(state, speaking=False, run=0), (*onset, SpeechStopped(t_end, speech_s=speech_s))
+    return state, onset

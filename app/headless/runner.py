@@ -3,23 +3,24 @@ app runs, the agent's voice is recorded on the same clock, and every turn is mea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.audio.echo_cancel import EchoCancellingDevice, EchoStats, with_echo_cancellation
+from app.audio.echo_cancel import EchoStats
 from app.audio.echo_path import EchoPath
 from app.audio.headless import HeadlessDuplex
 from app.audio.playback import PlaybackBuffer
 from app.config import Config
 from app.conversation.actions import PausePlayback
-from app.conversation.session import Engines, Session
+from app.conversation.session import Notification, Session
 from app.headless.script import ScriptedInput, UserTurn
-from app.metrics.turns import TurnCollector, TurnRecord
+from app.metrics.turns import TurnRecord
 from app.metrics.waveform import v2v_from_recording
-from app.runtime import new_scheduler, session_settings, system_prompt
+from app.runtime import RATE, Conversation, build_conversation
+from engines.engine_set import Engines
 
-RATE = 16000
 AGREEMENT_MS = 40.0
 
 
@@ -38,38 +39,59 @@ class HeadlessResult:
 
 
 def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeout_s: float = 600.0,
-                     echo: EchoPath | None = None, on_session=None, keep_recording: bool = True) -> HeadlessResult:
+                     echo: EchoPath | None = None, on_session: Callable[[Session], None] | None = None,
+                     on_end: Callable[[Session], None] | None = None,
+                     keep_recording: bool = True) -> HeadlessResult:
     """`echo` feeds the agent's output back into the microphone through a simulated speaker-to-mic path; the
     session hears it through the echo canceller when `cfg.audio` turns cancellation on (without `echo` there is
     no speaker path, so no canceller, as with headphones).
     `on_session(session)` is called before the session starts (a soak subscribes to its notifications and
-    spans); `keep_recording=False` keeps no stereo recording (it grows by ~8 MB a minute) and so no waveform V2V."""
-    scheduler = new_scheduler(cfg)
-    playback = PlaybackBuffer(RATE)
-    session: Session | None = None
-    source = ScriptedInput(turns, RATE, agent_idle=lambda: session is not None and session.idle.is_set(),
-                           agent_playing_s=lambda: session.reply_playing_s() if session else None)
-    device = HeadlessDuplex(source, playback, RATE, echo=echo.build(RATE, 512) if echo else None,
-                            record=keep_recording)
+    spans), `on_end(session)` when the script is over, before the session stops (tests look inside it);
+    `keep_recording=False` keeps no stereo recording (it grows by ~8 MB a minute) and so no waveform V2V."""
+    conversation: Conversation | None = None
+
+    def session() -> Session | None:
+        return conversation.session if conversation is not None else None
+
+    def agent_playing_s() -> float | None:
+        current = session()
+        return current.reply_playing_s() if current is not None else None
+
+    def agent_idle() -> bool:
+        current = session()
+        return current is not None and current.idle.is_set()
+
+    source = ScriptedInput(turns, RATE, agent_idle=agent_idle, agent_playing_s=agent_playing_s)
+    devices: list[HeadlessDuplex] = []
+
+    def open_device(playback: PlaybackBuffer) -> HeadlessDuplex:
+        devices.append(HeadlessDuplex(source, playback, RATE, echo=echo.build(RATE, 512) if echo else None,
+                                      record=keep_recording))
+        return devices[0]
+
+    paused: list[PausePlayback] = []
+
+    def count_pauses(item: Notification) -> None:
+        if isinstance(item, PausePlayback):
+            paused.append(item)
+
     # a headless run has no loudspeaker unless one is simulated: like headphones, nothing to cancel without it
-    heard = with_echo_cancellation(device, cfg.audio) if echo else device
-    session = Session(engines, heard, scheduler, system_prompt(cfg), session_settings(cfg), playback=playback)
-    collector = TurnCollector(scheduler)
-    session.subscribe(collector)
-    paused = []
-    session.subscribe(lambda item: paused.append(1) if isinstance(item, PausePlayback) else None)
+    conversation = build_conversation(cfg, engines, open_device, cancel_echo=echo is not None,
+                                      observers=[count_pauses])
+    device = devices[0]
     if on_session is not None:
-        on_session(session)
-    session.start()
+        on_session(conversation.session)
+    conversation.start()
     try:
         finished = device.input_over.wait(timeout_s)
+        if on_end is not None:
+            on_end(conversation.session)
     finally:
-        session.stop()
-        scheduler.close()
-    result = HeadlessResult(collector.records, device.recording(), RATE, dict(engines.names),
-                            history=list(session.history.as_chat()), max_lateness_ms=device.max_lateness_s * 1000,
-                            echo=heard.stats(settled=True) if isinstance(heard, EchoCancellingDevice) else None,
-                            agent_paused=len(paused))
+        conversation.stop()
+    result = HeadlessResult(conversation.collector.records, device.recording(), RATE, dict(engines.names),
+                            history=list(conversation.session.history.as_chat()),
+                            max_lateness_ms=device.max_lateness_s * 1000,
+                            echo=conversation.echo_stats(settled=True), agent_paused=len(paused))
     if not finished:
         result.notes.append(f"the session did not end within {timeout_s:.0f} s")
     for index in source.gave_up:

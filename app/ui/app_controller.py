@@ -1,11 +1,13 @@
 """Runs the conversation behind the window: loads the engines on a worker thread (progress through the bridge),
-assembles the scheduler and the session exactly as headless mode does (app/runtime.py) but on the sound card, and
+wires the conversation exactly as headless mode does (`app.runtime.build_conversation`) but on the sound card, and
 swaps engines when the settings change.
 
-Hot swap: the new engines are built on the worker thread while the old session keeps talking (engines whose
-settings did not change are reused); on success the config is saved, the old session stops and a new one starts
-with the conversation history kept; on failure the error is shown and the old engines stay. The window calls only
-`start`, `apply`, `set_muted`, `restart_audio` and `shutdown`."""
+Hot swap: the config was validated when it was made (`app.config.from_dict`: the settings dialog refuses a bad
+one before anything stops); the new engines are built on the worker thread while the old session keeps talking
+(engines whose settings did not change are reused) and the new conversation is wired; only then does the old one
+stop, and the new one start with the conversation history kept, and the config is saved. On a failure the error is
+shown and the old conversation goes on. The window calls only `start`, `apply`, `set_muted`, `restart_audio` and
+`shutdown`."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,33 +20,22 @@ from typing import Callable
 import numpy as np
 
 from app import config as config_mod
-from app.audio.duplex import Block, BlockHandler, DuplexDevice
-from app.audio.echo_cancel import EchoCancellingDevice, with_echo_cancellation
+from app.audio.duplex import Block, BlockHandler, DuplexDevice, Mutable, Restartable
+from app.audio.echo_cancel import EchoStats
 from app.audio.playback import PlaybackBuffer
 from app.config import Config
 from app.conversation.actions import PausePlayback
-from app.conversation.session import Engines, Session
+from app.conversation.session import Notification, Session
+from app.engine_factory import build_engines
 from app.errors import UserError
-from app.metrics.turns import TurnCollector
-from app.runtime import new_scheduler, session_settings, system_prompt
+from app.runtime import Conversation, build_conversation
 from app.ui.bridge import UiBridge
-from app.ui.view_models import state_label
+from app.ui.view_models import LatencySnapshot, state_label
+from engines.engine_set import Engines
 
 log = logging.getLogger("cadence.ui")
 AUDIO_RETRY_S = 2.0  # with no sound device when the conversation should start, look for one this often
 DeviceFactory = Callable[[Config, PlaybackBuffer, "AppController"], DuplexDevice]
-# which settings each engine is built from: an engine is rebuilt on Apply only when its key changed
-ENGINE_KEYS: dict[str, Callable[[Config], tuple]] = {
-    "vad": lambda c: (c.models.vad,),
-    "turn": lambda c: (c.models.turn,),
-    "asr": lambda c: (c.models.asr, c.models.asr_path, c.scheduler.device_threads),
-    "llm": lambda c: (c.models.llm, c.models.llm_path, c.llm.n_threads, c.llm.n_gpu_layers, c.llm.n_ctx,
-                      c.llm.temperature),
-    "tts": lambda c: (c.models.tts, c.models.tts_path, c.scheduler.device_threads,
-                      c.models.voice if c.models.tts_path or c.models.tts.startswith("kokoro") else ""),
-}
-STEPS = {"vad": "the voice activity detector", "turn": "Smart Turn", "asr": "the speech recognizer",
-         "llm": "the language model", "tts": "the voice"}
 
 
 def sound_card(cfg: Config, playback: PlaybackBuffer, controller: "AppController") -> DuplexDevice:
@@ -61,28 +52,6 @@ def sound_card(cfg: Config, playback: PlaybackBuffer, controller: "AppController
 
     return SoundDeviceDuplex(playback, cfg.audio.input_device, cfg.audio.output_device, on_status=on_status,
                              on_recovered=on_recovered, output_latency_s=cfg.audio.output_latency_ms / 1000)
-
-
-def build_changed(new: Config, old: Config | None, engines: Engines | None,
-                  progress: Callable[[str], None]) -> Engines:
-    """Engines for `new`, reusing those of `engines` (built from `old`) whose settings did not change."""
-    from app import engine_factory as f
-    from engines.catalog import get
-
-    builders = {"vad": f.build_vad, "turn": f.build_turn, "asr": f.build_asr, "llm": f.build_llm, "tts": f.build_tts}
-    built = {}
-    for kind, key in ENGINE_KEYS.items():
-        if engines is not None and old is not None and key(old) == key(new):
-            built[kind] = getattr(engines, kind)
-        else:
-            progress(f"loading {STEPS[kind]}")
-            built[kind] = builders[kind](new)
-    m = new.models
-    names = {"vad": m.vad, "turn": m.turn, "asr": m.asr_path or m.asr, "llm": m.llm_path or m.llm,
-             "tts": m.tts_path or m.tts}
-    if get(m.tts).engine.startswith("kokoro"):
-        names["voice"] = m.voice
-    return Engines(**built, names=names)
 
 
 class LevelTap:
@@ -106,11 +75,11 @@ class LevelTap:
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
-        if hasattr(self.device, "muted"):
+        if isinstance(self.device, Mutable):  # the sound card also stops counting its input as echo reference
             self.device.muted = muted
 
 
-def _log_pause(item) -> None:
+def _log_pause(item: Notification) -> None:
     """One stderr line each time the agent holds its voice because it heard speech (a barge-in, or the echo of
     its own voice if cancellation fails): an event, never words."""
     if isinstance(item, PausePlayback):
@@ -123,17 +92,20 @@ class AppController:
         self.cfg, self.bridge, self.config_file = cfg, bridge, config_file
         self.device_factory = device_factory
         self.engines: Engines | None = None
-        self.session: Session | None = None
-        self.device: LevelTap | None = None
+        self.conversation: Conversation | None = None
+        self.device: LevelTap | None = None  # what the session hears through: the level meter's tap
         self.muted = False
-        self._unsubscribe: Callable[[], None] | None = None
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()  # one load or swap at a time
         self._closing = threading.Event()
         self._looking: threading.Thread | None = None  # looks for a sound device while there is none
         bridge.latency_changed.connect(self._log_turn)  # the same snapshot the graphs draw
 
-    def _log_turn(self, snapshot) -> None:
+    @property
+    def session(self) -> Session | None:
+        return self.conversation.session if self.conversation is not None else None
+
+    def _log_turn(self, snapshot: LatencySnapshot) -> None:
         """One stderr line per turn the graphs show: timings only, never words (observable by tests and users)."""
         ms = {s.stage: s.last_ms for s in snapshot.series.values() if s.last_ms is not None}
         echo = self.echo_stats()
@@ -170,10 +142,9 @@ class AppController:
         if self.device is not None:
             self.device.set_muted(muted)
 
-    def echo_stats(self):
+    def echo_stats(self) -> EchoStats | None:
         """The echo canceller's figures (delay estimate, echo reduction) or None when it is off."""
-        inner = self.device.device if self.device is not None else None
-        return inner.stats() if isinstance(inner, EchoCancellingDevice) and self.session is not None else None
+        return self.conversation.echo_stats() if self.conversation is not None else None
 
     def mic_level(self) -> float:
         return self.device.level if self.device is not None and self.session is not None else 0.0
@@ -183,12 +154,12 @@ class AppController:
         from app.audio.sounddevice_device import DeviceError
 
         try:
-            inner = self.device.device if self.device is not None else None
             if self.busy():
                 return
-            if self.session is not None and hasattr(inner, "restart"):
-                inner.restart()
-            elif self.engines is not None:
+            opened = self.conversation.opened if self.conversation is not None else None
+            if opened is not None and isinstance(opened, Restartable):
+                opened.restart()
+            elif self.conversation is None and self.engines is not None:
                 with self._lock:
                     if self._closing.is_set():  # the window closed meanwhile
                         return
@@ -231,8 +202,8 @@ class AppController:
             with self._lock:
                 running = self.session is not None
                 try:
-                    engines = build_changed(cfg, self.cfg if self.engines else None, self.engines,
-                                            self.bridge.progress.emit)
+                    reuse = (self.cfg, self.engines) if self.engines is not None else None
+                    engines = build_engines(cfg, self.bridge.progress.emit, reuse)
                 except Exception as exc:  # ModelError, a bad file, a missing extra: keep what runs
                     log.log(logging.INFO if isinstance(exc, UserError) else logging.ERROR, "loading failed: %s",
                             exc, exc_info=not isinstance(exc, UserError))
@@ -268,43 +239,34 @@ class AppController:
         return ("no-audio", "No audio device") if self.engines is not None else ("no-audio", "Models not loaded")
 
     def _swap(self, cfg: Config, engines: Engines) -> None:
-        """Replace the running session by one with `engines`, keeping the history (the caller holds the lock).
-        DeviceError when the audio device cannot be used; raised by the device factory (a device that is not
-        there), it leaves a running session untouched."""
+        """Replace the running conversation by one with `engines`, keeping the history (the caller holds the
+        lock). The new one is wired first: a DeviceError from the device factory (a device that is not there) or
+        any other failure leaves the running conversation untouched; a DeviceError when the new one opens the
+        device leaves none running."""
         from app.audio.sounddevice_device import DeviceError
 
-        playback = PlaybackBuffer(16000)
-        card = self.device_factory(cfg, playback, self)  # resolves the devices; opens nothing yet
-        device = LevelTap(with_echo_cancellation(card, cfg.audio))  # the meter shows what the session hears
-        device.set_muted(self.muted)
-        history = self.session.history if self.session is not None else None
+        taps: list[LevelTap] = []
+
+        def tap(device: DuplexDevice) -> DuplexDevice:
+            taps.append(LevelTap(device))  # the meter shows what the session hears
+            taps[0].set_muted(self.muted)
+            return taps[0]
+
+        old = self.conversation
+        new = build_conversation(cfg, engines, lambda playback: self.device_factory(cfg, playback, self), wrap=tap,
+                                 history=old.session.history if old is not None else None,
+                                 observers=[self.bridge.on_session_item, _log_pause],
+                                 on_span=self.bridge.on_span, on_record=self.bridge.on_turn_record)
         self._stop_session()
-        scheduler = new_scheduler(cfg)
-        session = Session(engines, device, scheduler, system_prompt(cfg), session_settings(cfg), playback=playback)
-        if history is not None:
-            session.history = dataclasses.replace(history, system=system_prompt(cfg))
-        collector = TurnCollector(scheduler)
-        collector.listeners.append(self.bridge.on_turn_record)
-        session.subscribe(self.bridge.on_session_item)
-        session.subscribe(collector)
-        session.subscribe(_log_pause)
-        unsubscribe = scheduler.spans.subscribe(self.bridge.on_span)
         try:
-            session.start()
+            new.start()
         except DeviceError:
-            session.stop()
-            scheduler.close()
-            unsubscribe()
+            new.stop()
             raise
         self.cfg, self.engines = cfg, engines
-        self.device, self.session, self._unsubscribe = device, session, unsubscribe
+        self.conversation, self.device = new, taps[0]
 
     def _stop_session(self) -> None:
-        session, self.session = self.session, None
-        if session is None:
-            return
-        session.stop()
-        session.scheduler.close()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        conversation, self.conversation = self.conversation, None
+        if conversation is not None:
+            conversation.stop()

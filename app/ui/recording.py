@@ -100,12 +100,10 @@ def record_demo(out: Path, max_reply_tokens: int = 48) -> None:
     from app.audio.headless import HeadlessDuplex
     from app.audio.playback import PlaybackBuffer
     from app.config import from_dict
-    from app.conversation.session import Session
     from app.engine_factory import build_engines
     from app.headless.script import ScriptedInput, UserTurn
-    from app.metrics.turns import TurnCollector
     from app.paths import asset
-    from app.runtime import new_scheduler, session_settings, system_prompt
+    from app.runtime import RATE, Conversation, build_conversation
     from engines.audio_io import read_audio
 
     cfg = from_dict({"llm": {"max_reply_tokens": max_reply_tokens}})
@@ -113,26 +111,27 @@ def record_demo(out: Path, max_reply_tokens: int = 48) -> None:
     turns = [UserTurn(read_audio(asset("bench/q05_long.wav")), 0.8),
              UserTurn(read_audio(asset("demo/q1_tallest_mountain.wav")), 0.8, barge_in_s=1.5),
              UserTurn(read_audio(asset("demo/q2_how_tall.wav")), 0.8)]
-    scheduler, playback, rec = new_scheduler(cfg), PlaybackBuffer(16000), Recorder()
-    session: Session | None = None
-    source = ScriptedInput(turns, 16000, agent_idle=lambda: session is not None and session.idle.is_set(),
-                           agent_playing_s=lambda: session.reply_playing_s() if session else None)
-    device = HeadlessDuplex(source, playback, 16000)
-    session = Session(engines, device, scheduler, system_prompt(cfg), session_settings(cfg), playback=playback)
-    collector = TurnCollector(scheduler)
-    collector.listeners.append(rec.on_record)
-    session.subscribe(rec.on_item)
-    session.subscribe(collector)
-    scheduler.spans.subscribe(rec.on_span)
-    session.start()
+    rec = Recorder()
+    ran: list[Conversation] = []
+    source = ScriptedInput(turns, RATE, agent_idle=lambda: bool(ran) and ran[0].session.idle.is_set(),
+                           agent_playing_s=lambda: ran[0].session.reply_playing_s() if ran else None)
+    devices: list[HeadlessDuplex] = []
+
+    def open_device(playback: PlaybackBuffer) -> HeadlessDuplex:
+        devices.append(HeadlessDuplex(source, playback, RATE))
+        return devices[0]
+
+    conversation = build_conversation(cfg, engines, open_device, cancel_echo=False, observers=[rec.on_item],
+                                      on_span=rec.on_span, on_record=rec.on_record)
+    ran.append(conversation)
+    conversation.start()
     try:
-        device.input_over.wait(300)
-        session.idle.wait(60)
+        devices[0].input_over.wait(300)
+        conversation.session.idle.wait(60)
     finally:
-        session.stop()
-        scheduler.close()
+        conversation.stop()
     rec.save(out)
-    print(f"wrote {out}: {len(collector.records)} turn(s)", file=sys.stderr)
+    print(f"wrote {out}: {len(conversation.collector.records)} turn(s)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+"""The session's engine calls, each one bounded scheduler unit, with its result posted back to the session's inbox.
+
+VAD and Smart Turn run on the CPU lane; the recognizer, the language model and the voice on the device lane. Every
+LLM call (the warm-up, the cache warm-ups, the speculative prefill, the reply's chunks) runs in a device-lane unit:
+the model is not thread-safe, and a later `start()` supersedes an earlier one in queue order. Results come back as
+inbox items (`VadJudged`, the core's events); a unit that fails posts `EngineFailed` with the exception's type only
+(a message may quote the conversation). Optional abilities are read from `Engines` (checked once when it was made):
+the text end-of-utterance score from `engines.scorer`, stepped decoding from `engines.stepper`."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from app.conversation import events as e
+from app.conversation.inbox import SessionInput, VadJudged
+from app.stages import Label, Stage
+from engines.engine_set import Engines
+from engines.protocols import Generation, Message
+from scheduler import (CPU_LANE, DEVICE_LANE, NO_TURN, CancelToken, Priority, Scheduler, UnitHandle, UnitResult,
+                       UnitState, WorkUnit)
+
+log = logging.getLogger("cadence.session")
+Post = Callable[[SessionInput], None]
+Messages = Callable[[str], list[Message]]
+
+
+class Feed(Enum):
+    """What an ASR unit does after handing the recognizer its new audio."""
+
+    MORE = "more"  # nothing more, or one bounded decode step when a stepped recognizer wants one
+    PAUSE = "pause"  # the onset of a pause: decode what there is and warm the LLM's cache with that text
+    FINISH = "finish"  # the end of the turn: the final transcript
+
+
+_FEED_LABELS = {Feed.MORE: Label.ASR_FEED, Feed.PAUSE: Label.ASR_PAUSE, Feed.FINISH: Label.ASR_FINISH}
+
+
+@dataclass
+class Speculation:
+    """The reply prepared before the end of the turn is confirmed: its generation is created on the device lane."""
+
+    turn_id: int
+    generation: Generation | None = None
+
+    def ready(self) -> Generation:
+        if self.generation is None:
+            raise RuntimeError("the speculative prefill did not run")
+        return self.generation
+
+
+class EngineWork:
+    def __init__(self, engines: Engines, scheduler: Scheduler, post: Post, messages: Messages,
+                 max_reply_tokens: int, turn_threshold: float):
+        self.engines, self.scheduler, self.post, self.messages = engines, scheduler, post, messages
+        self.max_reply_tokens, self.turn_threshold = max_reply_tokens, turn_threshold
+
+    def submit(self, turn: int, stage: Stage, priority: int, fn: Callable[[CancelToken], object],
+               on_done: Callable[[UnitHandle], None] | None = None, lane: str = DEVICE_LANE,
+               label: str = "") -> None:
+        """A unit whose failure ends the turn (`EngineFailed`); `on_done` sees only units that finished."""
+        def guarded(handle: UnitHandle) -> None:
+            if handle.state is UnitState.FAILED:
+                self.post(e.EngineFailed(self.scheduler.clock(), turn, stage, type(handle.exception()).__name__))
+            elif on_done is not None and handle.state is UnitState.DONE:
+                on_done(handle)
+
+        self.scheduler.submit(WorkUnit(fn, stage, turn, priority, lane=lane, label=label or stage), on_done=guarded)
+
+    # ---- the CPU lane ----------------------------------------------------------------------------------------
+    def judge(self, frame: np.ndarray, index: int, t_start: float, t_end: float) -> None:
+        """The VAD on one microphone block; its verdict (or its failure) comes back as `VadJudged`."""
+        vad = self.engines.vad
+
+        def done(handle: UnitHandle) -> None:
+            match handle.state:
+                case UnitState.DONE:
+                    self.post(VadJudged(index, t_start, t_end, float(handle.result())))
+                case UnitState.FAILED:  # the session logs it and counts the block as judged
+                    self.post(VadJudged(index, t_start, t_end, None, type(handle.exception()).__name__))
+                case _:  # dropped as the scheduler closes
+                    pass
+
+        self.scheduler.submit(WorkUnit(lambda tok: vad.probability(frame), Stage.VAD, NO_TURN, Priority.URGENT,
+                                       lane=CPU_LANE), on_done=done)
+
+    def detect_turn(self, turn: int, audio: np.ndarray) -> None:
+        """Smart Turn over the turn's audio; its verdict comes back as `TurnVerdict`."""
+        detector, threshold = self.engines.turn, self.turn_threshold
+
+        def done(handle: UnitHandle) -> None:
+            p = float(handle.result())
+            self.post(e.TurnVerdict(self.scheduler.clock(), turn, p >= threshold, p))
+
+        self.submit(turn, Stage.TURN, Priority.TURN, lambda tok: detector.probability_complete(audio), on_done=done,
+                    lane=CPU_LANE)
+
+    # ---- the recognizer ----------------------------------------------------------------------------------------
+    def start_asr(self, turn: int) -> None:
+        asr = self.engines.asr
+        self.submit(turn, Stage.ASR, Priority.ASR, lambda tok: asr.start(), label=Label.ASR_START)
+
+    def feed_asr(self, turn: int, chunks: Sequence[np.ndarray], feed: Feed) -> None:
+        """Hand the buffered speech to the recognizer in one device-lane unit. At the onset of a pause it also
+        decodes what it has (so `finish()` has little left) and warms the LLM's cache with that text (so the
+        speculative prefill after the pause evaluates only a few tokens)."""
+        asr, stepper = self.engines.asr, self.engines.stepper
+
+        def run(tok: CancelToken) -> UnitResult | None:
+            for chunk in chunks:
+                asr.accept(chunk)
+            match feed:
+                case Feed.FINISH:
+                    return UnitResult(asr.finish(), {"final": True})
+                case Feed.PAUSE:
+                    if stepper is not None:
+                        stepper.step()
+                    return UnitResult(asr.partial(), {"at_pause": True})
+                case Feed.MORE:
+                    if stepper is not None and stepper.wants_step():
+                        stepper.step()
+                    return None
+
+        def done(handle: UnitHandle) -> None:
+            text = handle.result()
+            if feed is Feed.FINISH:
+                self.post(e.TranscriptFinal(self.scheduler.clock(), turn, text))
+            elif feed is Feed.PAUSE and text:
+                self.warm_cache(turn, text)
+
+        self.submit(turn, Stage.ASR, Priority.ASR, run, on_done=done, label=_FEED_LABELS[feed])
+
+    # ---- the language model ------------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Evaluate the system prompt once, so the first turn's prompt finds it in the LLM's cache."""
+        self._evaluate_head(NO_TURN, self.messages("Hello"), Priority.BACKGROUND, Label.WARM_UP)
+
+    def warm_cache(self, turn: int, text: str) -> None:
+        """Evaluate the prompt up to the user's words so far (thread-safe: only submits a unit)."""
+        self._evaluate_head(turn, self.messages(text), Priority.LLM, Label.WARM_CACHE)
+
+    def _evaluate_head(self, turn: int, messages: list[Message], priority: int, label: Label) -> None:
+        llm, scorer = self.engines.llm, self.engines.scorer
+
+        def run(tok: CancelToken) -> None:
+            if scorer is not None:
+                scorer.start(messages, 1).eou_score()  # evaluates everything up to the user's text
+            else:
+                llm.start(messages, 1).prefill()
+
+        self.submit(turn, Stage.LLM, priority, run, label=label)
+
+    def speculate(self, turn: int, text: str) -> Speculation:
+        """Prefill the reply's prompt and read the text end-of-utterance score (`EndOfUtteranceScore`, None when
+        the language model gives none). The generation is created on the device lane, like every other LLM call."""
+        llm, scorer, messages = self.engines.llm, self.engines.scorer, self.messages(text)
+        speculation, max_tokens = Speculation(turn), self.max_reply_tokens
+
+        def run(tok: CancelToken) -> UnitResult:
+            score = None
+            if scorer is not None:
+                generation = scorer.start(messages, max_tokens)
+                generation.prefill()
+                score = generation.eou_score()
+            else:
+                generation = llm.start(messages, max_tokens)
+                generation.prefill()
+            speculation.generation = generation
+            return UnitResult(score, {"prompt_tokens": generation.prompt_tokens,
+                                      "reused_tokens": generation.reused_tokens})
+
+        def done(handle: UnitHandle) -> None:
+            self.post(e.EndOfUtteranceScore(self.scheduler.clock(), turn, handle.result()))
+
+        self.submit(turn, Stage.LLM, Priority.LLM, run, on_done=done, label=Label.PREFILL)
+        return speculation

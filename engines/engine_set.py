@@ -1,0 +1,52 @@
+"""The engines of one conversation, with their optional abilities checked once.
+
+`Engines` holds one engine per role (VAD, Smart Turn, recognizer, language model, voice). When it is made, each
+optional ability of `engines/protocols.py` is looked up once and kept as a typed reference (`scorer`: the language
+model when it scores the end of an utterance from the text, else None; `stepper`: the recognizer when it decodes in
+steps, else None), so the session asks `engines.scorer is not None` instead of probing an engine's attributes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engines.protocols import (Generator, Recognizer, SteppedRecognizer, Synthesizer, TextTurnScorer, TurnDetector,
+                               Vad, VoiceChoice)
+
+ROLES = ("vad", "turn", "asr", "llm", "tts")
+REQUIRED: dict[str, type] = {"vad": Vad, "turn": TurnDetector, "asr": Recognizer, "llm": Generator,
+                             "tts": Synthesizer}
+
+
+@dataclass(frozen=True, slots=True)
+class Abilities:
+    """What the engines can do beyond their role's protocol (shown by `cadence` and in the logs)."""
+
+    text_turn_score: bool = False  # the LLM scores the end of the user's utterance from the text
+    stepped_asr: bool = False  # the recognizer decodes while the user talks
+    voices: bool = False  # the voice engine has several voices
+
+    def describe(self) -> str:
+        return " ".join(f"{name}={'yes' if getattr(self, name) else 'no'}"
+                        for name in ("text_turn_score", "stepped_asr", "voices"))
+
+
+@dataclass
+class Engines:
+    vad: Vad
+    turn: TurnDetector
+    asr: Recognizer
+    llm: Generator
+    tts: Synthesizer
+    names: dict[str, str] = field(default_factory=dict)
+    scorer: TextTurnScorer | None = field(init=False, default=None)
+    stepper: SteppedRecognizer | None = field(init=False, default=None)
+    abilities: Abilities = field(init=False, default=Abilities())
+
+    def __post_init__(self) -> None:
+        self.scorer = self.llm if isinstance(self.llm, TextTurnScorer) else None
+        self.stepper = self.asr if isinstance(self.asr, SteppedRecognizer) else None
+        self.abilities = Abilities(text_turn_score=self.scorer is not None, stepped_asr=self.stepper is not None,
+                                   voices=isinstance(self.tts, VoiceChoice))
+
+    def missing_roles(self) -> list[str]:
+        """Roles whose engine does not implement its protocol (empty for any engine the factory builds)."""
+        return [role for role in ROLES if not isinstance(getattr(self, role), REQUIRED[role])]
