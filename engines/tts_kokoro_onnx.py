@@ -9,13 +9,13 @@ a sentence is one batch) and each batch yields one chunk, with the model's ~0.3 
 and a short pause kept after sentence and clause ends."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from engines.protocols import AudioChunk
 from engines.onnx_cpu import cpu_session
+from engines.protocols import AudioChunk
 from engines.tts_piper import DEFAULT_THREADS, has_words
 
 SAMPLE_RATE = 24_000
@@ -96,14 +96,14 @@ class KokoroOnnxSynthesizer:
         self.session = cpu_session(model_path, threads, release_memory=True)
         self._dtypes = input_dtypes(self.session)
         self._tokens_input = "input_ids" if "input_ids" in self._dtypes else "tokens"
-        self.tokenizer = Tokenizer(vocab=embedded_vocab(self.session) or None)
+        self.tokenizer = Tokenizer(vocab=embedded_vocab(self.session))  # empty (none embedded): the default vocab
         self.name = name
         self.threads = threads
 
     @classmethod
     def from_catalog(cls, model_id: str = "kokoro-82m-int8", voices_id: str = "kokoro-voices-en",
                      voice: str = "af_heart", speed: float = 1.0,
-                     threads: int = DEFAULT_THREADS) -> "KokoroOnnxSynthesizer":
+                     threads: int = DEFAULT_THREADS) -> KokoroOnnxSynthesizer:
         """Load the catalog model and voices after `engines.store` has verified them (ModelError otherwise)."""
         from engines.store import ensure
 

@@ -7,14 +7,14 @@ pipecat's package `__init__` (loguru banner, asyncio patch, ~0.2 s) never runs."
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 import numpy as np
 
-from engines.protocols import SAMPLE_RATE
 from engines.onnx_cpu import cpu_session
+from engines.protocols import SAMPLE_RATE
 
 WINDOW_SAMPLES = 8 * SAMPLE_RATE
 _FEATURES_FILE = "audio/turn/smart_turn/_whisper_features.py"
@@ -32,6 +32,7 @@ def _feature_function() -> Callable[..., np.ndarray]:
         if path is None or not path.is_file():
             raise ImportError("Smart Turn needs pipecat-ai's Whisper feature extractor: pip install pipecat-ai")
         spec = importlib.util.spec_from_file_location("cadence_smart_turn_features", path)
+        assert spec is not None and spec.loader is not None, "a .py file always gets a spec with a loader"
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         _features_module = module
@@ -52,7 +53,7 @@ class SmartTurn:
         self._features = _feature_function()
 
     @classmethod
-    def from_catalog(cls, model_id: str = "smart-turn-v3.2", **kw) -> "SmartTurn":
+    def from_catalog(cls, model_id: str = "smart-turn-v3.2", **kw) -> SmartTurn:
         from engines import store
 
         return cls(store.ensure(model_id).file(), **kw)

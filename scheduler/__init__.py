@@ -9,8 +9,18 @@ from .policy import Step, StepKind, StreamState, decide, next_chunk_tokens
 from .settings import Mode, SchedulerSettings, SettingsError
 from .spans import Span, SpanLog
 from .threads import available_cores, configure_thread_pools
-from .units import (CPU_LANE, DEVICE_LANE, NO_TURN, CancelToken, Priority, UnitCancelledError,
-                    UnitHandle, UnitResult, UnitState, WorkUnit)
+from .units import (
+    CPU_LANE,
+    DEVICE_LANE,
+    NO_TURN,
+    CancelToken,
+    Priority,
+    UnitCancelledError,
+    UnitHandle,
+    UnitResult,
+    UnitState,
+    WorkUnit,
+)
 
 __all__ = [
     "CPU_LANE", "DEVICE_LANE", "NO_TURN",
