@@ -12,7 +12,7 @@ from engines.asr_whisper import WhisperRecognizer, normalise_level, repetitive
 from engines.audio_io import read_audio
 from engines.protocols import Recognizer
 from tests.conftest import SPEECH, run_cli, speech_manifest
-from tests.wer import corpus_wer, normalise, wer
+from tests.wer import clip_limit, corpus_wer, normalise, wer
 
 pytestmark = pytest.mark.slow
 
@@ -80,11 +80,18 @@ def test_partials_arrive_while_the_user_talks(streamed):
 
 
 def test_quiet_digits_are_not_dropped(streamed, asr):
-    ref, hyp, _, _ = streamed[DIGITS]
-    assert normalise(hyp), "the quiet digits clip came back empty"
-    assert wer(ref, hyp) <= 0.3, hyp
+    """The clip peaks at 0.11 (-40 dB RMS): streamed and offline, it is heard as digits, not dropped as silence.
+    Each path may lose one of the three digit groups and a digit more (AMD EPYC's offline pass drops "nine oh two
+    one oh", the group Vosk fails on too; Intel Xeon's hears all three), and the two paths together lose at most
+    one group's worth: bounds on what the test is about, which one CPU's rounding does not decide."""
+    ref, streamed_hyp, _, _ = streamed[DIGITS]
     offline = asr.transcribe(read_audio(SPEECH / DIGITS))
-    assert wer(ref, offline) <= 0.3, offline
+    digits = set(normalise("0 1 2 3 4 5 6 7 8 9").split())
+    for hyp in (streamed_hyp, offline):
+        assert normalise(hyp), "the quiet digits clip came back empty"
+        assert set(normalise(hyp).split()) <= digits, hyp  # digits, not words made up from the noise
+        assert wer(ref, hyp) <= 0.4, hyp  # 6 of 15 words
+    assert corpus_wer([(ref, streamed_hyp), (ref, offline)]) <= 0.2, (streamed_hyp, offline)  # 6 of 30 words
 
 
 def test_offline_and_streaming_agree_in_quality(streamed, asr):
@@ -106,7 +113,8 @@ def test_finish_after_a_step_at_the_pause_costs_no_decode(asr):
     decodes = asr.decodes
     text = asr.finish()
     assert asr.decodes == decodes
-    assert wer("feels like these days go on forever", text) <= 0.15
+    reference = "feels like these days go on forever"
+    assert wer(reference, text) <= clip_limit(reference, 0.15), text
 
 
 @pytest.mark.parametrize("level_dbfs", [None, -60.0])
@@ -164,7 +172,7 @@ def test_repetition_detector():
 def test_cli_transcribes_a_file():
     out = run_cli("--set", "scheduler.device_threads=1", "transcribe", str(SPEECH / "en_goforward.wav"))
     assert out.returncode == 0, out.stderr
-    assert wer("go forward ten meters", out.stdout) <= 0.25, out.stdout
+    assert wer("go forward ten meters", out.stdout) <= clip_limit("go forward ten meters", 0.25), out.stdout
 
 
 @pytest.mark.parametrize("content,phrase", [(b"", "not a readable audio file"),

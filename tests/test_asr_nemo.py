@@ -101,6 +101,7 @@ def test_import_is_lazy():
     assert out.stdout.strip() == "False", out.stderr
 
 
+@pytest.mark.slow
 def test_streams_like_nemos_own_simulation(rec, jfk):
     assert rec.chunk_ms == 160 and rec.att_context_size == [70, 1] and rec.pad_ms == 320
     rec.start()
@@ -129,6 +130,7 @@ def test_streams_like_nemos_own_simulation(rec, jfk):
     assert text == sim_text and text
 
 
+@pytest.mark.slow
 def test_encoder_sees_the_whole_utterance_features(rec, jfk):
     """The frames fed to the encoder, chunk by chunk, are the frames of the whole padded utterance, however the
     audio arrives (here in 1000-sample pieces, not aligned to the 160-sample hop)."""
@@ -150,6 +152,7 @@ def test_encoder_sees_the_whole_utterance_features(rec, jfk):
     torch.testing.assert_close(fed, whole[0, :, : fed.shape[1]], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_encoder_output_matches_one_offline_pass(rec, jfk):
     """The chunked-attention encoder run once over the whole utterance gives the streamed outputs."""
     audio = jfk[: 4 * 16000]
@@ -168,6 +171,7 @@ def test_encoder_output_matches_one_offline_pass(rec, jfk):
     torch.testing.assert_close(streamed, offline[0, :, : streamed.shape[-1]], rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_accept_sizes_and_external_stepping_give_the_same_result(rec, tiny_rnnt, jfk):
     audio = jfk[: 5 * 16000]
     ref_text, ref_tokens = stream(rec, audio), tokens(rec)
@@ -192,6 +196,7 @@ def test_accept_sizes_and_external_stepping_give_the_same_result(rec, tiny_rnnt,
     assert rec.finish() == "" and rec.steps == 0  # nothing heard: nothing to do
 
 
+@pytest.mark.slow
 def test_steps_run_as_soon_as_their_frames_are_complete(rec, jfk):
     """Latency: the 9-frame first chunk needs 96 ms (its last 512-sample STFT window), then one step per 160 ms."""
     rec.start()
@@ -205,6 +210,7 @@ def test_steps_run_as_soon_as_their_frames_are_complete(rec, jfk):
         at = edge
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoder", ["rnnt", "ctc"])
 def test_hybrid_model_streams_like_nemo(tiny_hybrid, jfk, decoder):
     hybrid = NemoStreamingRecognizer(tiny_hybrid, chunk_ms=80, device="cpu", decoder=decoder)
@@ -215,6 +221,7 @@ def test_hybrid_model_streams_like_nemo(tiny_hybrid, jfk, decoder):
     assert (hybrid.steps, tokens(hybrid), text) == (sim_steps, sim_tokens, sim_text)
 
 
+@pytest.mark.slow
 def test_bad_files_and_settings(tiny_rnnt, tmp_path):
     junk = tmp_path / "junk.nemo"
     junk.write_bytes(b"this is not a tar archive" * 10)
@@ -238,6 +245,7 @@ def test_bad_files_and_settings(tiny_rnnt, tmp_path):
         NemoStreamingRecognizer(tiny_rnnt, device="cpu", decoder="ctc")
 
 
+@pytest.mark.slow
 def test_from_user_file_and_from_catalog(tiny_rnnt, empty_model_cache, jfk):
     from engines.catalog import get
     from engines.store import ModelMissing, hub_path
@@ -256,6 +264,7 @@ def test_from_user_file_and_from_catalog(tiny_rnnt, empty_model_cache, jfk):
         NemoStreamingRecognizer.from_catalog("whisper-tiny.en")
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_streams_on_cuda(tiny_rnnt, jfk):
     if not torch.cuda.is_available():

@@ -1,6 +1,7 @@
 """The bad-input corpus (tests/bad_inputs.py) through the engines, `cadence transcribe` and `cadence headless`:
-every file is either handled (read, resampled, mixed down, its offset removed, transcribed within its WER bound;
-silence gives no text and no turn) or refused with exactly one line naming the file and exit code 2. Never a
+every file is either handled (read, resampled, mixed down, its offset removed, transcribed within its WER bound
+over the same speech read from the 16 kHz fixture, and all of them pooled within 4 points of the fixtures; silence
+gives no text and no turn) or refused with exactly one line naming the file and exit code 2. Never a
 traceback, never a hang (every run has a deadline), and memory that follows the audio, not its file format: the
 10-minute 48 kHz stereo entry transcribes whole, end to end, with a peak RSS within 120 MB of a 6-second clip's."""
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from engines.audio_io import AudioFormatError, read_audio
 from tests.bad_inputs import LONG, QUILTER, entries, reference, speech, write_long
 from tests.conftest import run_cli
-from tests.wer import normalise, wer
+from tests.wer import clip_limit, corpus_wer, normalise, wer
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +50,42 @@ def recognizer():
     from app.engine_factory import build_asr
 
     return build_asr(Config())
+
+
+@pytest.fixture(scope="module")
+def heard(corpus, recognizer):
+    """file name -> transcript, each corpus file transcribed once (`cadence transcribe`'s code path, in process)."""
+    from app.commands.transcribe import transcribe
+
+    cache: dict[str, str] = {}
+
+    def of(name: str) -> str:
+        if name not in cache:
+            cache[name] = transcribe(recognizer, read_audio(corpus / name))
+        return cache[name]
+    return of
+
+
+@pytest.fixture(scope="module")
+def at_16k(recognizer):
+    """fixture clip -> what the same recognizer hears in the original 16 kHz clip, on this machine."""
+    from app.commands.transcribe import transcribe
+
+    cache: dict[str, str] = {}
+
+    def of(clip: str) -> str:
+        if clip not in cache:
+            cache[clip] = transcribe(recognizer, speech(clip).astype(np.float32))
+        return cache[clip]
+    return of
+
+
+def assert_heard(case, text: str, original: str) -> None:
+    """The words are there: the variant's WER exceeds the original clip's by at most `case.max_wer`, and by two words
+    on a short clip (one word of the 11-word LDC clip is 9 %, and which word Whisper misses differs between Intel
+    and AMD CPUs). Pooled quality: test_the_variants_together_are_heard_as_well_as_the_fixtures."""
+    limit = wer(case.text, original) + clip_limit(case.text, case.max_wer)
+    assert wer(case.text, text) <= limit, (case.name, text, original)
 
 
 @pytest.fixture(scope="module")
@@ -90,21 +127,29 @@ def test_read_audio_refuses_with_one_line(corpus, name):
 
 
 @pytest.mark.parametrize("name", OK)
-def test_engines_hear_and_transcribe(corpus, recognizer, vad, name):
-    from app.commands.transcribe import transcribe
-
+def test_engines_hear_and_transcribe(corpus, heard, at_16k, vad, name):
     case = CASES[name]
     x = read_audio(corpus / name)
     assert x.dtype == np.float32 and x.ndim == 1 and len(x) > 0
     assert np.isfinite(x).all() and np.abs(x).max() <= 1.0
     assert abs(float(np.mean(x, dtype=np.float64))) <= 1e-3  # no DC offset reaches an engine
-    text = transcribe(recognizer, x)
+    text = heard(name)
     if case.text:
         assert speech_fraction(vad, x) > 0.4, name
-        assert wer(case.text, text) <= case.max_wer, (name, text)
+        assert_heard(case, text, at_16k(case.clip))
     else:
         assert speech_fraction(vad, x) == 0.0
         assert text == "", (name, text)
+
+
+def test_the_variants_together_are_heard_as_well_as_the_fixtures(heard, at_16k):
+    """Pooled over every accepted file with speech (~350 words: one word is 0.3 %), the formats, rates, channels and
+    levels cost at most 4 points of WER over the same speech read from the 16 kHz fixtures (1.8 on AMD EPYC)."""
+    cases = [CASES[n] for n in OK if CASES[n].text]
+    variants = corpus_wer((c.text, heard(c.name)) for c in cases)
+    originals = corpus_wer((c.text, at_16k(c.clip)) for c in cases)
+    print(f"\n[bad-inputs] pooled WER {variants:.1%} over {len(cases)} files, {originals:.1%} for the 16 kHz originals")
+    assert variants <= originals + 0.04, (variants, originals)
 
 
 def test_the_formats_keep_their_length_and_content(corpus):
@@ -124,18 +169,19 @@ def test_unfinalised_header_reads_every_sample(corpus):
     assert np.array_equal(read_audio(corpus / "unfinalised.wav"), read_audio(corpus / "streamed_header.wav"))
 
 
-def test_the_recognizer_ignores_a_dc_offset_on_live_audio(recognizer):
+def test_the_recognizer_ignores_a_dc_offset_on_live_audio(recognizer, at_16k):
     """The microphone path has no read_audio: a +0.25 offset fed straight to the recognizer, streamed in 32 ms
     blocks as the session does, must not hide the speech (it did: every frame looked loud, nothing was decoded)."""
     clip = "en_librivox_0870.wav"
+    limit = wer(reference(clip), at_16k(clip)) + clip_limit(reference(clip), 0.1)  # the clip without the offset
     x = (speech(clip) + 0.25).astype(np.float32)
     recognizer.start()
     for i in range(0, len(x), 512):
         recognizer.accept(x[i:i + 512])
         if recognizer.wants_step():
             recognizer.step()
-    assert wer(reference(clip), recognizer.finish()) <= 0.1
-    assert wer(reference(clip), recognizer.transcribe(x)) <= 0.1
+    assert wer(reference(clip), recognizer.finish()) <= limit
+    assert wer(reference(clip), recognizer.transcribe(x)) <= limit
 
 
 def test_ten_minutes_read_whole_and_speech_throughout(long_case, corpus, vad):
@@ -153,12 +199,12 @@ def test_cli_transcribe_refuses_with_one_line(corpus, name):
 
 
 @pytest.mark.parametrize("name", OK)
-def test_cli_transcribe_handles(corpus, name):
+def test_cli_transcribe_handles(corpus, at_16k, name):
     case = CASES[name]
     proc = run_cli("transcribe", str(corpus / name), timeout=120)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
-    if case.text:
-        assert wer(case.text, proc.stdout) <= case.max_wer, (name, proc.stdout)
+    if case.text:  # the same default recognizer and settings as the in-process `at_16k`
+        assert_heard(case, proc.stdout, at_16k(case.clip))
     else:  # no speech: said once on stderr, nothing on stdout
         assert proc.stdout.strip() == ""
         assert proc.stderr.strip().splitlines() == [f"{corpus / name}: no speech recognised"]

@@ -141,6 +141,7 @@ def scene_parts():
     return far, clips
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [EchoPath(-20.0, 60.0), EchoPath(-20.0, 150.0, reverb=True)])
 def test_webrtc_removes_the_echo_and_keeps_the_person(scene_parts, path):
     from app.bench.echo import build_scene, cancel, erle_db, near_level_change_db
@@ -166,6 +167,7 @@ def test_webrtc_removes_the_echo_and_keeps_the_person(scene_parts, path):
     assert errors_cancelled < errors_echo  # the echo hurt, and cancelling it helped
 
 
+@pytest.mark.slow
 def test_bench_echo_quick_prints_the_table(tmp_path):
     import json
 

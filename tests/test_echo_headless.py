@@ -13,7 +13,7 @@ from app.config import Config, from_dict
 from app.headless.script import UserTurn
 from engines.audio_io import read_audio
 from tests.conftest import ROOT, SPEECH, run_cli, speech_manifest
-from tests.wer import wer
+from tests.wer import clip_limit, wer
 
 pytestmark = pytest.mark.slow
 CLIPS = ["en_goforward.wav", "en_LJ001-0008.wav", "en_arctic_a0024.wav"]
@@ -47,7 +47,7 @@ def test_no_self_interruption_with_cancellation(engines, echo):
     assert len(result.records) == len(CLIPS), [r.transcript for r in result.records]
     for record, clip in zip(result.records, CLIPS):
         assert not record.interrupted and record.reply
-        assert wer(reference(clip), record.transcript) <= 0.2, record.transcript
+        assert wer(reference(clip), record.transcript) <= clip_limit(reference(clip), 0.2), record.transcript
     assert not result.notes
     assert result.echo.delay_ms == pytest.approx(echo.delay_ms + 32.0, abs=5.0)  # the estimate the UI shows
 

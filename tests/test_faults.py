@@ -15,7 +15,7 @@ from app.headless.script import UserTurn
 from engines.audio_io import read_audio
 from tests.conftest import ROOT
 from tests.conversation_watch import assert_clean_end, assert_no_words_logged, clip, converse, reference
-from tests.wer import wer
+from tests.wer import clip_limit, wer
 
 
 # ---- fault injection ------------------------------------------------------------------------------------------
@@ -118,7 +118,8 @@ def test_an_engine_raising_mid_turn_drops_that_turn_and_the_next_works(engines, 
     # the next turn: the right transcript and a whole spoken reply
     last = records[-1]
     assert last.turn != dropped and not last.interrupted and last.reply.strip(), last
-    assert wer(reference("en_forever.wav"), last.transcript) <= 0.2, last.transcript
+    assert wer(reference("en_forever.wav"), last.transcript) <= clip_limit(reference("en_forever.wav"), 0.2), \
+        last.transcript
     assert last.first_audio_at is not None and last.stages_ms["v2v"] is not None
     assert history[-1] == {"role": "assistant", "content": last.reply}
     assert history[-2]["role"] == "user" and history[-2]["content"].endswith(last.transcript)

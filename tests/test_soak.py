@@ -1,11 +1,14 @@
 """`cadence bench soak` as a user runs it, kept short: six spoken turns in one session with the tiny LLM and a small
 context window, so the history is trimmed during the run. The report holds memory, V2V and context figures, keeps
-the system prompt first and the prompt within the window, and holds no words of the conversation."""
+the system prompt first and the prompt within the window, and holds no words of the conversation. Every summary
+figure and verdict is recomputed here from the report's own per-turn data, and the printed report shows the same
+figures as the JSON."""
 from __future__ import annotations
 
 import json
 import time
 
+import numpy as np
 import pytest
 
 from app.bench.soak import rss_mb
@@ -14,6 +17,55 @@ from tests.conftest import run_cli
 
 TURNS = 6
 N_CTX = 512  # history budget max(1000, (512 - 16 - 64) * 3 - len(system prompt)) = 1000 chars: trimmed by turn 3
+
+
+def summary(values: list) -> dict:
+    """n / min / P50 / P90 / max of the values that are not None (numpy's default percentiles), computed here."""
+    data = [v for v in values if v is not None]
+    if not data:
+        return {"n": 0, "min": None, "p50": None, "p90": None, "max": None}
+    return {"n": len(data), "min": min(data), "p50": float(np.percentile(data, 50)),
+            "p90": float(np.percentile(data, 90)), "max": max(data)}
+
+
+def assert_figures_follow_from_the_raw_data(data: dict, stdout: str) -> None:
+    """The report's summary figures and verdicts, recomputed from its per-turn lists, and its printed lines."""
+    rss, v2v, prompt, history, goals = data["rss_mb"], data["v2v_ms"], data["prompt_tokens"], data["history"], \
+        data["goals"]
+    samples, warm = rss["per_turn"], rss["warm_up_turns"]
+    assert rss["after_warm_up"] == samples[warm - 1] and rss["end"] == samples[-1], rss
+    assert rss["max"] == max(x for x in samples if x is not None), rss
+    assert rss["growth"] == pytest.approx(samples[-1] - samples[warm - 1]), rss
+
+    w, per_turn = v2v["window"], v2v["per_turn"]
+    assert len(per_turn) == data["turns_recorded"] == len(prompt["evaluated_per_turn"])
+    for key, part in (("first", per_turn[:w]), ("last", per_turn[-w:])):
+        assert v2v[key] == pytest.approx(summary(part)), (key, v2v[key], part)
+    first, last = summary(per_turn[:w])["p50"], summary(per_turn[-w:])["p50"]
+    assert v2v["p50_drift_pct"] == pytest.approx((last - first) / first * 100), (v2v, per_turn)
+
+    evaluated = prompt["evaluated_per_turn"]
+    assert prompt["evaluated_first_p50"] == pytest.approx(summary(evaluated[:w])["p50"]), prompt
+    assert prompt["evaluated_last_p50"] == pytest.approx(summary(evaluated[-w:])["p50"]), prompt
+    assert prompt["largest_plus_reply"] == prompt["largest"] + data["reply_tokens"], prompt
+    assert history["user_turns_dropped"] == max(0, data["turns_answered"] - history["user_turns_kept"]), history
+    assert data["wall_s_per_turn"] == pytest.approx(data["wall_s"] / data["turns_asked"])
+
+    verdicts = {"rss_growth": rss["growth"] < goals["rss_growth_mb"],
+                "v2v_p50_drift": v2v["p50_drift_pct"] < goals["v2v_p50_drift_pct"],
+                "context_within_window": prompt["largest_plus_reply"] <= prompt["n_ctx"],
+                "system_prompt_first": history["system_prompt_first"]}
+    assert data["pass"] == verdicts, (data["pass"], verdicts)
+
+    # the printed report: the JSON's figures, to the digits it prints
+    for line in (f"growth {rss['growth']:+.1f} MB",
+                 f"V2V first {w} turns: P50 {v2v['first']['p50']:.0f} ms, P90 {v2v['first']['p90']:.0f} ms; "
+                 f"last {w} turns: P50 {v2v['last']['p50']:.0f} ms, P90 {v2v['last']['p90']:.0f} ms; "
+                 f"P50 drift {v2v['p50_drift_pct']:+.1f} %",
+                 f"{'PASS' if verdicts['rss_growth'] else 'FAIL'}: RSS growth < {goals['rss_growth_mb']:.0f} MB",
+                 f"{'PASS' if verdicts['v2v_p50_drift'] else 'FAIL'}: P50 V2V drift",
+                 f"({prompt['largest_plus_reply']} <= {prompt['n_ctx']} tokens)"):
+        assert line in stdout, (line, stdout)
 
 
 def test_rss_is_this_process_resident_memory():
@@ -66,6 +118,7 @@ def test_bench_soak_short_run_trims_history_and_reports_every_figure(tmp_path):
 
     verdicts = [line for line in proc.stdout.splitlines() if line.startswith(("PASS: ", "FAIL: "))]
     assert len(verdicts) == 4, proc.stdout
+    assert_figures_follow_from_the_raw_data(data, proc.stdout)
     assert "PASS: system prompt still first in the history" in verdicts
     assert "resident memory:" in proc.stdout and "P50 drift" in proc.stdout
 

@@ -86,6 +86,7 @@ def assert_well_formed(chunks: list[AudioChunk], rate: int) -> None:
     assert float(np.sqrt(np.mean(audio ** 2))) > 0.01, "silent"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["piper", "kokoro"])
 def test_round_trip_through_asr(engine, engines, whisper):
     tts = engines[engine]
@@ -105,6 +106,7 @@ def test_round_trip_through_asr(engine, engines, whisper):
     assert score <= 0.10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["piper", "kokoro"])
 def test_first_audio_and_real_time_factor(engine, engines):
     tts = engines[engine]
@@ -118,6 +120,7 @@ def test_first_audio_and_real_time_factor(engine, engines):
           f"(RTF {total / seconds:.2f}, best of {len(runs)}, {tts.threads} threads)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["piper", "kokoro"])
 def test_engines_follow_the_protocol(engine, engines):
     tts = engines[engine]
@@ -127,12 +130,14 @@ def test_engines_follow_the_protocol(engine, engines):
     assert tts.session.get_session_options().intra_op_num_threads == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["piper", "kokoro"])
 @pytest.mark.parametrize("text", NOT_SPEECH)
 def test_nothing_to_say_yields_no_audio(engine, text, engines):
     assert list(engines[engine].synthesize(text)) == []
 
 
+@pytest.mark.slow
 def test_kokoro_lists_all_28_english_voices(kokoro):
     names = kokoro.voices()
     catalog = sorted(n.removesuffix(".bin") for n in ensure("kokoro-voices-en").paths)
@@ -141,6 +146,7 @@ def test_kokoro_lists_all_28_english_voices(kokoro):
     assert sum(n.startswith(("af_", "am_")) for n in names) == 20  # American; the other 8 are British
 
 
+@pytest.mark.slow
 def test_kokoro_voices_speak_differently(kokoro, whisper):
     text = "Good morning, how are you?"
     heard, audios = {}, {}
@@ -159,6 +165,7 @@ def test_kokoro_voices_speak_differently(kokoro, whisper):
     assert len(a) != len(b) or not np.allclose(a[:n], b[:n], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_unknown_voice_fails_clearly(kokoro):
     with pytest.raises(UnknownVoice, match="af_heart.*bm_lewis"):
         kokoro.set_voice("xx_nobody")
@@ -167,6 +174,7 @@ def test_unknown_voice_fails_clearly(kokoro):
         KokoroOnnxSynthesizer.from_catalog(voice="Heart")
 
 
+@pytest.mark.slow
 def test_kokoro_speed_changes_the_duration(kokoro):
     normal = speak(kokoro, "Turn off the lights.")[0]
     fast = KokoroOnnxSynthesizer(ensure("kokoro-82m-int8").file(), ensure("kokoro-voices-en").directory,
@@ -178,6 +186,7 @@ def test_kokoro_speed_changes_the_duration(kokoro):
         KokoroOnnxSynthesizer(ensure("kokoro-82m-int8").file(), ensure("kokoro-voices-en").directory, speed=3)
 
 
+@pytest.mark.slow
 def test_piper_loads_from_paths_and_reports_missing_files(tmp_path):
     files = ensure("piper-joe-medium")
     tts = PiperSynthesizer(files.file("en_US-joe-medium.onnx"), threads=1)  # config guessed as <model>.json
@@ -208,6 +217,7 @@ def assert_one_line_error(proc, *needles: str) -> None:
         assert needle in lines[0]
 
 
+@pytest.mark.slow
 def test_say_writes_a_wav(tmp_path):
     out = tmp_path / "sub" / "hello.wav"
     proc = run_cli("say", "Hello, this is Cadence speaking.", "--out", str(out))
@@ -217,6 +227,7 @@ def test_say_writes_a_wav(tmp_path):
     assert float(np.sqrt(np.mean(audio ** 2))) > 0.01
 
 
+@pytest.mark.slow
 def test_say_with_a_kokoro_voice(tmp_path):
     out = tmp_path / "emma.wav"
     proc = run_cli("say", "Good evening.", "--out", str(out), "--engine", "kokoro-82m-int8", "--voice", "bf_emma")
@@ -232,7 +243,7 @@ def test_say_with_a_kokoro_voice(tmp_path):
     (["Hi", "--engine", "whisper-tiny.en"], "not a voice engine"),
     (["Hi", "--engine", "kokoro-82m-pth"], "cadence models install kokoro-82m-pth"),
     (["", "--engine", "piper-joe-medium"], "nothing to say"),
-    (["...", "--engine", "piper-joe-medium"], "nothing to say"),
+    pytest.param(["...", "--engine", "piper-joe-medium"], "nothing to say", marks=pytest.mark.slow),  # loads Piper
 ])
 def test_say_errors_are_one_clear_line(tmp_path, args, needle):
     out = tmp_path / "x.wav"
@@ -253,6 +264,7 @@ def test_say_checks_a_user_kokoro_file(tmp_path):
     assert_one_line_error(proc, "models.tts_path")
 
 
+@pytest.mark.slow
 def test_a_long_sentence_does_not_leave_the_voice_larger(piper):
     """onnxruntime keeps its arena sized for the largest call unless told to release it: without the release a
     ~20 s sentence left Piper ~150 MB larger for good (measured); with it, memory comes back after each call."""

@@ -49,6 +49,7 @@ def test_config_comes_from_beside_the_weights_or_the_bundled_copy(tmp_path):
         model_config(tmp_path / "w.pth", tmp_path / "nowhere.json")
 
 
+@pytest.mark.slow
 def test_weights_are_loaded_from_the_file(tts, random_pth):
     saved = torch.load(random_pth, weights_only=True)
     loaded = tts.model.decoder.state_dict()
@@ -57,6 +58,7 @@ def test_weights_are_loaded_from_the_file(tts, random_pth):
     assert tts.device == "cpu" and next(tts.model.parameters()).device.type == "cpu"
 
 
+@pytest.mark.slow
 def test_chunks_follow_the_protocol(tts):
     print("\nplumbing only: random weights, the audio is noise")
     assert isinstance(tts, Synthesizer) and tts.sample_rate == 24_000
@@ -68,6 +70,7 @@ def test_chunks_follow_the_protocol(tts):
         assert np.isfinite(c.samples).all() and float(np.abs(c.samples).max()) <= 1.0
 
 
+@pytest.mark.slow
 def test_g2p_runs_offline(tts):
     expected = "misaki" if misaki_available() else "espeak"  # misaki's English G2P needs spaCy's en_core_web_sm
     assert tts.g2p == expected
@@ -75,6 +78,7 @@ def test_g2p_runs_offline(tts):
     assert len(phonemes) == 1 and "pˈitsə" in phonemes[0] and phonemes[0].endswith(".")
 
 
+@pytest.mark.slow
 def test_voices_and_errors(tts, random_pth):
     assert len(tts.voices()) == 28
     tts.set_voice("bm_george")  # British voice: en-gb phonemes
@@ -93,6 +97,7 @@ def test_voices_and_errors(tts, random_pth):
         KokoroTorchSynthesizer(random_pth, ensure("kokoro-voices-en").directory, g2p="festival")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_runs_on_cuda(random_pth):
     gpu = KokoroTorchSynthesizer(random_pth, ensure("kokoro-voices-en").directory, device="cuda")

@@ -67,17 +67,26 @@ def test_only_the_last_8_s_matter(turn):
 
 
 def test_features_shape_and_timing(turn, capsys):
+    """A call is the features plus one inference: the same audio gives the same verdict every time, the features
+    alone take less than a call, and a call stays far below the turn budget. The docs measured 40 ms median on the
+    Xeon (README) and 115-196 ms on a busy 2-core machine (docs/engines-input.md); 1 s leaves room for any CPU."""
     audio = read_audio(SPEECH / "en_jfk.wav")
     assert turn.features(audio).shape == (1, 80, 800)
     assert turn.probability_complete(np.zeros(0, np.float32)) == 0.0
-    timings = []
+    calls, features, verdicts = [], [], []
     for _ in range(5):
         started = time.perf_counter()
-        turn.probability_complete(audio)
-        timings.append((time.perf_counter() - started) * 1000)
+        verdicts.append(turn.probability_complete(audio))
+        calls.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        turn.features(audio)
+        features.append((time.perf_counter() - started) * 1000)
+    call_ms, features_ms = float(np.median(calls)), float(np.median(features))
     with capsys.disabled():
-        print(f"\n[turn] per call {np.median(timings):.0f} ms median (features + model, 1 thread)")
-    assert all(t > 0 for t in timings)
+        print(f"\n[turn] per call {call_ms:.0f} ms median (features {features_ms:.0f} ms + model, 1 thread)")
+    assert len(set(verdicts)) == 1 and verdicts[0] > 0.5, verdicts  # deterministic; JFK's whole sentence is complete
+    assert 0 < features_ms < call_ms, (features, calls)
+    assert call_ms < 1000, calls
 
 
 def test_import_does_not_import_pipecat():
