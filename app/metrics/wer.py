@@ -41,7 +41,19 @@ def _number_words(digits: str) -> str:
 
 
 def normalise(text: str) -> str:
-    """The comparable form of a transcript: lower-case words separated by single spaces."""
+    """The comparable form of a transcript: lower-case words separated by single spaces.
+
+    Digits and number words normalise the same way, hyphenated or spelled digit by digit included:
+    >>> spoken = normalise("one zero zero zero one nine oh two one oh")
+    >>> spoken
+    'one zero zero zero one nine zero two one zero'
+    >>> normalise("1-0-0-0-1, 9-0-2-1-0.") == normalise("10001 90210") == normalise("10001-90210") == spoken
+    True
+    >>> normalise("Go forward 10 meters."), normalise("twenty-one"), normalise("10,000 vs. 2.5")
+    ('go forward ten meters', 'twenty one', 'ten thousand versus two point five')
+    >>> normalise("Oh, it's 0-1-8-0-3."), normalise("spk1: Mr. Quilter | spk2: 300")
+    ('oh its zero one eight zero three', 'mister quilter three hundred')
+    """
     t = text.lower()
     t = re.sub(r"\bspk\d+\s*:", " ", t).replace("|", " ")
     t = re.sub(r"(?<=\d)[,.](?=\d{3}\b)", "", t)  # 10,000 -> 10000
