@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -23,7 +24,7 @@ from app.conversation.settings import SessionSettings
 from app.conversation.state import TurnSettings, TurnSettingsError
 from app.conversation.vad_segmenter import VadSettings
 from app.paths import asset
-from scheduler import SchedulerSettings, SettingsError
+from scheduler import Mode, SchedulerSettings, SettingsError
 
 
 class ConfigError(ValueError):
@@ -111,7 +112,7 @@ def config_path() -> Path:
     return Path(platformdirs.user_config_dir("cadence")) / "config.toml"
 
 
-def _coerce(key: str, value: Any, typ: type, meta: dict) -> Any:
+def _coerce(key: str, value: Any, typ: type, meta: Mapping[str, Any]) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if typ is str and isinstance(value, int) and not isinstance(value, bool):
@@ -235,8 +236,10 @@ def system_prompt(cfg: Config) -> str:
 def runtime_settings(cfg: Config) -> RuntimeSettings:
     """Build (and so validate) the scheduler's and the session's settings; a ConfigError names the key."""
     s, t = cfg.scheduler, cfg.turn
+    if s.mode not in {m.value for m in Mode}:
+        raise ConfigError(f"scheduler.mode: {s.mode!r} is not one of {', '.join(m.value for m in Mode)}")
     try:
-        scheduler = SchedulerSettings(mode=s.mode, first_chunk_max_tokens=s.first_chunk_max_tokens,
+        scheduler = SchedulerSettings(mode=Mode(s.mode), first_chunk_max_tokens=s.first_chunk_max_tokens,
                                       chunk_tokens=s.chunk_tokens, max_chunk_tokens=s.max_chunk_tokens,
                                       lead_target_s=s.lead_target_s, lead_comfortable_s=s.lead_comfortable_s,
                                       device_threads=s.device_threads)

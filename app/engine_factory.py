@@ -5,7 +5,8 @@ Heavy engine modules are imported only when chosen, so `cadence --help` stays fa
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from app.config import Config
 from app.errors import InputError
@@ -70,15 +71,18 @@ def build_llm(cfg: Config, model_id: str | None = None):
     from engines.llm_llama import LlamaGenerator, LlmLoadError
     from engines.store import ModelError
 
-    kw = dict(n_threads=cfg.llm.n_threads, n_gpu_layers=cfg.llm.n_gpu_layers, n_ctx=cfg.llm.n_ctx,
-              temperature=cfg.llm.temperature)
+    c = cfg.llm
     if model_id is None and cfg.models.llm_path:
         path = check_user_file("llm", cfg.models.llm_path)
         try:
-            return LlamaGenerator(path, **kw)
+            return LlamaGenerator(path, n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers, n_ctx=c.n_ctx,
+                                  temperature=c.temperature)
         except LlmLoadError as exc:
-            raise ModelError(f"user llm file {str(path)!r}", str(exc), "point models.llm_path at a working GGUF")
-    return LlamaGenerator.from_catalog(_entry(model_id or cfg.models.llm, "llm", "a language model").id, **kw)
+            raise ModelError(f"user llm file {str(path)!r}", str(exc),
+                             "point models.llm_path at a working GGUF") from None
+    return LlamaGenerator.from_catalog(_entry(model_id or cfg.models.llm, "llm", "a language model").id,
+                                       n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers, n_ctx=c.n_ctx,
+                                       temperature=c.temperature)
 
 
 def build_tts(cfg: Config, model_id: str | None = None, voice: str | None = None, explicit_voice: bool = False):

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from engines.asr_whisper import SegmentedRecognizer
-from engines.protocols import SAMPLE_RATE
 from engines.onnx_cpu import cpu_session
+from engines.protocols import SAMPLE_RATE
 
 CATALOG_ID = "moonshine-base-en"
 TOKENS_PER_SECOND = 6.5  # the decoder's length budget, as Moonshine's authors suggest
@@ -41,7 +41,7 @@ class MoonshineRecognizer(SegmentedRecognizer):
         super().__init__(max_segment_s=max_segment_s, **kw)
 
     @classmethod
-    def from_catalog(cls, model_id: str = CATALOG_ID, **kw) -> "MoonshineRecognizer":
+    def from_catalog(cls, model_id: str = CATALOG_ID, **kw) -> MoonshineRecognizer:
         from engines import store
 
         files = store.ensure(model_id)

@@ -7,7 +7,7 @@ end-of-utterance score. Two formats: the built-in "chatml" (no default system pr
 own `tokenizer.chat_template`, rendered with a sentinel in place of the last user text)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from engines.protocols import Message
 

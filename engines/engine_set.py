@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engines.protocols import (Generator, Recognizer, SteppedRecognizer, Synthesizer, TextTurnScorer, TurnDetector,
-                               Vad, VoiceChoice)
+from engines.protocols import (
+    Generator,
+    Recognizer,
+    SteppedRecognizer,
+    Synthesizer,
+    TextTurnScorer,
+    TurnDetector,
+    Vad,
+    VoiceChoice,
+)
 
 ROLES = ("vad", "turn", "asr", "llm", "tts")
 REQUIRED: dict[str, type] = {"vad": Vad, "turn": TurnDetector, "asr": Recognizer, "llm": Generator,

@@ -7,8 +7,9 @@ in steps while the user talks, an offline recognizer path, several voices) are p
 when the engines are put together (`engines/engine_set.py`); callers never probe an engine with `hasattr`."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -136,6 +137,13 @@ class TextTurnScorer(Protocol):
     def start(self, messages: Sequence[Message], max_tokens: int = 256) -> ScoredGeneration: ...
 
     def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """An engine that can free its model at once (llama.cpp's memory) instead of when it is collected."""
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable

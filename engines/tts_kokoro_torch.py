@@ -13,12 +13,21 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from engines.protocols import AudioChunk
-from engines.tts_kokoro_onnx import (SAMPLE_RATE, STYLE_ROWS, check_speed, check_voice, finish_audio, read_style,
-                                     voice_files, voice_language)
+from engines.tts_kokoro_onnx import (
+    SAMPLE_RATE,
+    STYLE_ROWS,
+    check_speed,
+    check_voice,
+    finish_audio,
+    read_style,
+    voice_files,
+    voice_language,
+)
 from engines.tts_piper import has_words
 
 REPO_ID = "hexgrad/Kokoro-82M"  # only names the architecture for `kokoro`; nothing is downloaded
@@ -97,7 +106,7 @@ class KokoroTorchSynthesizer:
     @classmethod
     def from_catalog(cls, model_id: str = "kokoro-82m-pth", voices_id: str = "kokoro-voices-en",
                      model_path: str | Path | None = None, voice: str = "af_heart", speed: float = 1.0,
-                     device: str | None = None) -> "KokoroTorchSynthesizer":
+                     device: str | None = None) -> KokoroTorchSynthesizer:
         """The hub weights (or `model_path`, e.g. config `models.tts_path`) with the verified catalog voices."""
         from engines.store import ensure
 

@@ -5,8 +5,8 @@ explicit; `PiperVoice.load()` offers no session options."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class PiperSynthesizer:
         self.threads = threads
 
     @classmethod
-    def from_catalog(cls, model_id: str = "piper-joe-medium", threads: int = DEFAULT_THREADS) -> "PiperSynthesizer":
+    def from_catalog(cls, model_id: str = "piper-joe-medium", threads: int = DEFAULT_THREADS) -> PiperSynthesizer:
         """Load a catalog Piper voice after `engines.store` has verified it (raises ModelError otherwise)."""
         from engines.store import ensure
 

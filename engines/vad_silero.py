@@ -26,7 +26,7 @@ class SileroVad:
         self.reset()
 
     @classmethod
-    def from_catalog(cls, model_id: str = "silero-vad", **kw) -> "SileroVad":
+    def from_catalog(cls, model_id: str = "silero-vad", **kw) -> SileroVad:
         from engines import store
 
         return cls(store.ensure(model_id).file(), **kw)

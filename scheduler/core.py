@@ -14,8 +14,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .lanes import Lane, finish_handle
 from .settings import Mode, SchedulerSettings
@@ -202,7 +202,7 @@ class Scheduler:
             ok = lane.join(max(0.0, deadline - time.perf_counter())) and ok
         return ok
 
-    def __enter__(self) -> "Scheduler":
+    def __enter__(self) -> Scheduler:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

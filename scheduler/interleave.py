@@ -14,21 +14,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from .core import CancelReport, Scheduler
 from .policy import StepKind, StreamState, decide
 from .units import DEVICE_LANE, CancelToken, Priority, UnitHandle, UnitResult, UnitState, WorkUnit
 
-ProduceFn = Callable[[int, CancelToken], "tuple[str, bool]"]
-"""``produce(max_tokens, token) -> (text_chunk, finished)``: one bounded generation step."""
+ProduceFn = Callable[[int, CancelToken], "tuple[str, bool] | UnitResult"]
+"""``produce(max_tokens, token) -> (text_chunk, finished)``: one bounded generation step (or a ``UnitResult``
+holding that pair, to add metadata to the step's span)."""
 SplitFn = Callable[[str, bool, bool], "tuple[list[str], str]"]
 """``split(buffer, first, final) -> (segments, rest)``; ``first`` until a segment has been cut
 (cut early, at the first clause boundary); with ``final`` everything should be consumed (a
 non-blank ``rest`` is rendered as a last segment)."""
-RenderFn = Callable[[str, CancelToken], float]
-"""``render(segment, token) -> media_seconds``."""
+RenderFn = Callable[[str, CancelToken], "float | UnitResult"]
+"""``render(segment, token) -> media_seconds`` (or a ``UnitResult`` holding them, with span metadata)."""
 LeadFn = Callable[[], float]
 """``lead() -> seconds`` of rendered-but-unconsumed media; called on lane threads, must be cheap."""
 
@@ -107,7 +109,7 @@ class InterleavedStream:
         self._summary: StreamSummary | None = None
 
     # -- public ------------------------------------------------------------------------------
-    def start(self) -> "InterleavedStream":
+    def start(self) -> InterleavedStream:
         """Submit the first unit; returns self. Starting twice is an error."""
         with self._lock:
             if self._started_at is not None:

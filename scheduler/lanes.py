@@ -11,7 +11,8 @@ import heapq
 import itertools
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .spans import Span, SpanLog
 from .units import UnitCancelledError, UnitHandle, UnitResult, UnitState

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from .spans import DEFAULT_SPAN_CAPACITY
 
@@ -81,7 +82,7 @@ class SchedulerSettings:
                                                       f"got {self.lead_comfortable_s}")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "SchedulerSettings":
+    def from_mapping(cls, values: Mapping[str, Any]) -> SchedulerSettings:
         """Build from a plain mapping (e.g. a TOML table); unknown keys are a ``SettingsError``."""
         known = {f.name for f in fields(cls)}
         for key in values:

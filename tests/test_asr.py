@@ -64,7 +64,7 @@ def test_streaming_wer_on_real_speech(streamed, capsys):
         print(f"\n[asr] streaming WER {total:.1%} over {len(streamed)} clips; finish() after the last chunk: "
               f"median {np.median(latencies):.0f} ms, p90 {np.percentile(latencies, 90):.0f} ms, "
               f"max {latencies.max():.0f} ms (1 thread)")
-        for f, (ref, hyp, lat, _) in streamed.items():
+        for f, (ref, hyp, _, _) in streamed.items():
             if wer(ref, hyp) > 0:
                 print(f"[asr]   {f}: {wer(ref, hyp):.0%} {hyp!r}")
     assert total <= MAX_WER

@@ -1,13 +1,14 @@
 """The `cadence` command line as a user runs it: help, models, config, exit codes, one-line errors, offline."""
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 
 import pytest
 
 from engines.catalog import load_catalog
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 def assert_one_line_error(proc, *needles):
@@ -101,3 +102,36 @@ def test_global_options_work_after_the_command():
         "--set", "x.y=1", "--config=c.toml", "headless", "a.wav"]
     shown = run_cli("config", "show", "--set", "llm.n_threads=3")
     assert shown.returncode == 0 and "n_threads = 3" in shown.stdout
+
+
+def test_log_options_work_anywhere_on_the_line():
+    from app.cli import build_parser, hoist_global_options, log_level
+
+    assert hoist_global_options(["headless", "a.wav", "-vv", "--log-level", "info", "--", "-v"]) == [
+        "-vv", "--log-level", "info", "headless", "a.wav", "--", "-v"]
+    parse = lambda *argv: build_parser().parse_args(hoist_global_options(list(argv)))  # noqa: E731
+    assert log_level(parse("config", "show")) == logging.WARNING
+    assert log_level(parse("config", "show", "-v")) == logging.INFO
+    assert log_level(parse("config", "show", "-vv")) == logging.DEBUG
+    assert log_level(parse("-v", "config", "show", "--log-level", "error")) == logging.ERROR
+    proc = run_cli("config", "show", "--log-level", "loud")
+    assert proc.returncode == 2 and "--log-level" in proc.stderr
+
+
+def test_a_bad_combination_is_refused_before_any_model_loads(tmp_path):
+    """In range alone, but no room for the prompt: one line naming the key, exit 2, no model loaded."""
+    clip = str(ROOT / "assets" / "demo" / "q1_tallest_mountain.wav")
+    proc = run_cli("headless", clip, "--set", "llm.max_reply_tokens=4096", "-vv", timeout=60)
+    assert_one_line_error(proc, "llm.max_reply_tokens")
+    assert "loading" not in proc.stderr
+
+
+def test_unknown_keys_of_a_bug_are_not_user_errors():
+    """A KeyError from a bug is a traceback to report, not a one-line 'user error' that hides it."""
+    from app.errors import UserError
+    from engines.catalog import UnknownModel, get
+
+    assert not issubclass(KeyError, UserError) and issubclass(UnknownModel, UserError)
+    with pytest.raises(UnknownModel) as err:
+        get("gpt-5")
+    assert str(err.value).startswith("no model 'gpt-5' in the catalog (known: ")

@@ -9,7 +9,6 @@ from app.conversation import actions as a
 from app.conversation import events as e
 from app.conversation.state import ConversationState, Phase, TurnSettings, step
 
-
 # Event kinds below, weighted so that replies get played and interrupted often, failures rarely.
 WEIGHTS = [3, 3, 4, 3, 1, 4, 3, 1, 4, 4, 2, 2, 1]
 KINDS = [kind for kind, weight in enumerate(WEIGHTS) for _ in range(weight)]

@@ -7,7 +7,8 @@ the graphs draw (its `cadence: turn N ...` stderr line, emitted from the graphs'
 screenshot of the X screen is kept (tmp_path and /tmp/cadence-artifacts/desktop_e2e.png).
 
 Running as root: pulseaudio warns ("not intended to be run as root") but runs fine in per-user mode with
-`XDG_RUNTIME_DIR` (and, for the daemon only, `HOME`) in a temp dir; `auth-anonymous=1` on the native protocol avoids the cookie.
+`XDG_RUNTIME_DIR` (and, for the daemon only, `HOME`) in a temp dir; `auth-anonymous=1` on the native protocol avoids
+the cookie.
 Everything started here is stopped at the end, also on failure."""
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -290,5 +291,6 @@ def test_the_app_does_not_interrupt_itself_on_speakers(desktop: Desktop, tmp_pat
     echo_s = speech_seconds(audio[int((0.5 + 6.0) * RATE):], threshold_dbfs=-55.0)
     assert question_s > 1.0 and echo_s >= 1.0, (question_s, echo_s)
     paused = [line for line in lines if line.startswith("cadence: paused for speech")]
-    assert not paused, f"the app interrupted itself {len(paused)} time(s):\n" + "".join(l for l in lines if l.startswith("cadence"))
+    said = "".join(line for line in lines if line.startswith("cadence"))
+    assert not paused, f"the app interrupted itself {len(paused)} time(s):\n" + said
     assert not any(line.startswith("cadence: turn 2 ") for line in lines), "it answered its own voice"

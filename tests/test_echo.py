@@ -146,8 +146,8 @@ def scene_parts():
 def test_webrtc_removes_the_echo_and_keeps_the_person(scene_parts, path):
     from app.bench.echo import build_scene, cancel, erle_db, near_level_change_db
     from app.commands.transcribe import transcribe
-    from app.engine_factory import build_asr
     from app.config import Config
+    from app.engine_factory import build_asr
     from engines.aec_webrtc import WebRtcEchoCanceller
 
     far, clips = scene_parts

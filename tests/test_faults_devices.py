@@ -246,7 +246,7 @@ def test_the_sound_device_recovers_by_itself_when_pulseaudio_loses_and_regains_i
                 line = lines.get(timeout=20)
             except queue.Empty:
                 errors.seek(0)
-                raise AssertionError(f"the watcher stopped answering; its stderr: {errors.read()[-2000:]!r}")
+                raise AssertionError(f"the watcher stopped answering; its stderr: {errors.read()[-2000:]!r}") from None
             if line.startswith("blocks "):
                 return int(line.split()[1])
             messages.append(line)

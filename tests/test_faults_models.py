@@ -135,7 +135,7 @@ def test_a_missing_or_corrupt_model_at_hot_swap_keeps_the_old_engines_answering(
         for change, needle in changes:
             before = len(errors)
             assert controller.apply(from_dict(change, controller.cfg)) and controller.wait(60)
-            assert wait_for(lambda: len(errors) > before, 5), change
+            assert wait_for(lambda before=before: len(errors) > before, 5), change
             assert needle in errors[-1] and "the previous settings stay in use" in errors[-1], errors[-1]
             assert controller.engines is engines and controller.session is session
         assert not config_file.exists()  # nothing of the failed settings was saved

@@ -5,6 +5,7 @@ one clear line."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from app.headless.script import UserTurn
 from app.metrics.waveform import envelope_db
 from engines.audio_io import read_audio
 from tests.conftest import ROOT, SPEECH, run_cli, speech_manifest
+from tests.conversation_watch import CODE_WORDS
 from tests.wer import clip_limit, wer
 
 pytestmark = pytest.mark.slow
@@ -50,6 +52,29 @@ def test_one_spoken_turn_through_the_cli(tmp_path):
     user_end = np.nonzero(envelope_db(stereo[:, 0], 16000) > -45)[0][-1] * 0.01
     agent_start = np.nonzero(np.abs(stereo[:, 1]) > 1e-3)[0][0] / 16000
     assert agent_start > user_end  # the agent answered after the user, on one clock
+
+
+def test_a_short_max_wait_answers_and_debug_logs_say_why_the_turn_ended(tmp_path):
+    """`--set turn.max_wait_ms=500` used to load every model and die; `-vv` shows each end-of-turn decision with
+    its reason and inputs, and never a word of the conversation."""
+    report = tmp_path / "r.json"
+    proc = run_cli("headless", str(SPEECH / "en_LDC93S1.wav"), "--report", str(report), *SHORT,
+                   "--set", "turn.max_wait_ms=500", "-vv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (turn,) = json.loads(report.read_text())["turns"]
+    said = reference("en_LDC93S1.wav")
+    assert turn["reply"].strip() and wer(said, turn["transcript"]) <= clip_limit(said, 0.2, words=3)
+    ends = [line for line in proc.stderr.splitlines() if " turn_end " in line]
+    assert len(ends) == 1, proc.stderr[-3000:]
+    decision = re.search(r"reason=(\w+) waited_s=([\d.]+) audio_p=(\S+) text_log10=(\S+)", ends[0])
+    assert decision and decision[1] in ("complete", "uncertain_wait", "disagree_wait", "max_wait"), ends[0]
+    if decision[1] != "complete":  # a wait ends at the shortened max wait (how soon it comes depends on the CPU)
+        assert float(decision[2]) >= 0.5 - 0.001, ends[0]
+    assert ends[0].startswith("cadence: INFO cadence.session:"), ends[0]
+    assert "DEBUG cadence.session: turn_verdict p=" in proc.stderr  # the inputs, as they arrive
+    words = set(re.findall(r"[a-z']{4,}", (turn["transcript"] + " " + turn["reply"]).lower())) - CODE_WORDS
+    logged = set(re.findall(r"[a-z']+", proc.stderr.lower()))
+    assert words and not words & logged, sorted(words & logged)
 
 
 def read_audio_stereo(path):

@@ -29,8 +29,9 @@ def test_a_conversation_leaves_no_trace_on_disk(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     cache = platformdirs.user_cache_dir("cadence")  # the model cache stays where the models are
-    env = {"HOME": str(home), "XDG_CACHE_HOME": os.path.dirname(cache), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
-           "XDG_STATE_HOME": str(home / ".local/state"), "TMPDIR": str(tmp_path / "tmp")}
+    env = {"HOME": str(home), "XDG_CACHE_HOME": os.path.dirname(cache), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local/share"), "XDG_STATE_HOME": str(home / ".local/state"),
+           "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
     before = files_under(cache)
     proc = run_cli("headless", str(SPEECH / "en_LDC93S1.wav"), "--set", "llm.max_reply_tokens=24", env=env)

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from scheduler import (CPU_LANE, NO_TURN, Priority, Scheduler, UnitCancelledError, UnitState,
-                       WorkUnit)
+from scheduler import CPU_LANE, NO_TURN, Priority, Scheduler, UnitCancelledError, UnitState, WorkUnit
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -228,14 +227,15 @@ def test_cancel_racing_completion_never_deadlocks():
     with Scheduler() as s:
         for turn in range(300):
             done_calls: list[int] = []
+            pause = rng.uniform(0, 0.0008)
 
-            def unit(token, pause=rng.uniform(0, 0.0008)):
+            def unit(token, pause=pause):
                 time.sleep(pause)
                 return "x"
 
             handles = [s.submit(WorkUnit(unit, "s", turn, rng.randint(0, 2),
                                          lane=rng.choice(["device", "cpu"])),
-                                on_done=lambda h: done_calls.append(h.unit_id))
+                                on_done=lambda h, calls=done_calls: calls.append(h.unit_id))
                        for _ in range(rng.randint(1, 3))]
             if rng.random() < 0.3:  # also race a cancel issued from a lane thread
                 s.submit(WorkUnit(lambda t: None, "s", turn, 0),

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from scheduler import (InterleavedStream, Mode, Priority, Scheduler, SchedulerSettings,
-                       StreamSummary, WorkUnit)
+from scheduler import InterleavedStream, Mode, Priority, Scheduler, SchedulerSettings, StreamSummary, WorkUnit
 
 pytestmark = pytest.mark.timeout(30)
 

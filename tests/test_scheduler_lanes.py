@@ -7,8 +7,18 @@ import time
 
 import pytest
 
-from scheduler import (CPU_LANE, DEVICE_LANE, Mode, Priority, Scheduler, SchedulerSettings,
-                       UnitCancelledError, UnitResult, UnitState, WorkUnit)
+from scheduler import (
+    CPU_LANE,
+    DEVICE_LANE,
+    Mode,
+    Priority,
+    Scheduler,
+    SchedulerSettings,
+    UnitCancelledError,
+    UnitResult,
+    UnitState,
+    WorkUnit,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,8 +7,18 @@ import threading
 
 import pytest
 
-from scheduler import (CancelToken, Mode, Priority, SchedulerSettings, SettingsError, Span,
-                       SpanLog, UnitCancelledError, WorkUnit, configure_thread_pools)
+from scheduler import (
+    CancelToken,
+    Mode,
+    Priority,
+    SchedulerSettings,
+    SettingsError,
+    Span,
+    SpanLog,
+    UnitCancelledError,
+    WorkUnit,
+    configure_thread_pools,
+)
 from scheduler.threads import THREAD_POOL_ENV_VARS
 
 

@@ -7,8 +7,9 @@ rate`. Both the headless WAV device and the sounddevice device report times this
 waveform-based latency figures come from one clock."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.audio.duplex import Block, BlockHandler, DuplexDevice
+from app.audio.duplex import Block, BlockHandler, DuplexDevice, Mutable
 from app.audio.echo_delay import DelayTracker
 from engines.protocols import EchoCanceller
 
@@ -90,8 +90,8 @@ class BlockEchoCanceller:
 
 
 class EchoCancellingDevice:
-    """A `DuplexDevice` whose microphone blocks come out echo-cancelled. Everything else (muting, restart,
-    device names, problems) is the wrapped device's."""
+    """A `DuplexDevice` whose microphone blocks come out echo-cancelled. Muting goes to the wrapped device; a
+    restart is the wrapped device's own (the conversation keeps it as `Conversation.opened`)."""
 
     def __init__(self, device: DuplexDevice, canceller: EchoCanceller):
         self.device = device
@@ -109,14 +109,12 @@ class EchoCancellingDevice:
 
     @property
     def muted(self) -> bool:
-        return bool(getattr(self.device, "muted", False))
+        return isinstance(self.device, Mutable) and self.device.muted
 
     @muted.setter
     def muted(self, value: bool) -> None:
-        self.device.muted = value
-
-    def __getattr__(self, name: str):
-        return getattr(self.device, name)
+        if isinstance(self.device, Mutable):
+            self.device.muted = value
 
 
 def with_echo_cancellation(device: DuplexDevice, audio_cfg) -> DuplexDevice:

@@ -19,7 +19,7 @@ class EchoPath:
     delay_ms: float = 100.0
     reverb: bool = False
 
-    def build(self, rate: int, block: int) -> "SpeakerEcho":
+    def build(self, rate: int, block: int) -> SpeakerEcho:
         return SpeakerEcho(rate, block, self.level_db, self.delay_ms, self.reverb)
 
 

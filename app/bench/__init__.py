@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from app.config import Config
 

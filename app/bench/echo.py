@@ -95,12 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
-    from app.commands.transcribe import transcribe
-    from app.engine_factory import build_asr, build_tts
-    from app.metrics.wer import corpus_wer
     import csv
 
     from app.bench import SPEECH_DIR
+    from app.commands.transcribe import transcribe
+    from app.engine_factory import build_asr, build_tts
+    from app.metrics.wer import corpus_wer
     from engines.aec_webrtc import WebRtcEchoCanceller
     from engines.audio_io import read_audio, resample
 

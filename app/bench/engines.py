@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
 
 import numpy as np
 
-from app.bench import PROMPTS, SPEECH_DIR, WARMUP_PROMPT, Log, figures_table, installed, machine_line, speech_clips, unique
+from app.bench import (
+    PROMPTS,
+    SPEECH_DIR,
+    WARMUP_PROMPT,
+    Log,
+    figures_table,
+    installed,
+    machine_line,
+    speech_clips,
+    unique,
+)
 from app.config import Config
 from app.metrics.stats import summarize
+from engines.protocols import Closable, Recognizer, SteppedRecognizer
 
 KINDS = ("vad", "turn", "asr", "llm", "tts")
 FRAME = 512  # 32 ms at 16 kHz: one VAD frame, one audio-device block
@@ -81,14 +91,14 @@ def bench_turn(turn, clips: list[np.ndarray], repeats: int) -> Figures:
     return {"call_ms": summarize(times)}
 
 
-def asr_finish_ms(asr, audio: np.ndarray) -> float:
+def asr_finish_ms(asr: Recognizer, audio: np.ndarray) -> float:
     """Feed one utterance as the session does (32 ms blocks, a step offered every 256 ms); time finish() alone."""
     asr.start()
-    wants_step: Callable[[], bool] = getattr(asr, "wants_step", lambda: False)
+    stepper = asr if isinstance(asr, SteppedRecognizer) else None
     for index, start in enumerate(range(0, len(audio), FRAME), 1):
         asr.accept(audio[start:start + FRAME])
-        if index % ASR_STEP_BLOCKS == 0 and wants_step():
-            asr.step()
+        if index % ASR_STEP_BLOCKS == 0 and stepper is not None and stepper.wants_step():
+            stepper.step()
     t0 = time.perf_counter()
     asr.finish()
     return _ms(t0)
@@ -173,10 +183,10 @@ def _optional(model_ids: list[str], required: str, notes: list[str]) -> list[str
     return chosen
 
 
-def _close(engine) -> None:
-    close = getattr(engine, "close", None)
-    if callable(close):
-        close()
+def _close(engine: object) -> None:
+    """Free a model at once (llama.cpp's) rather than when the garbage collector gets to it."""
+    if isinstance(engine, Closable):
+        engine.close()
 
 
 def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:

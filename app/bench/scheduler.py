@@ -58,7 +58,7 @@ class RealtimePlayer:
         self._thread = threading.Thread(target=self._run, name="bench-player", daemon=True)
         self.max_lateness_s = 0.0
 
-    def start(self) -> "RealtimePlayer":
+    def start(self) -> RealtimePlayer:
         self._thread.start()
         return self
 
@@ -200,7 +200,8 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     tts = build_tts(cfg)
     llm.set_sampling(0.0)  # greedy: the same replies in every mode
     modes = {mode: run_mode(mode, cfg, llm, tts, PROMPTS[:count], log) for mode in MODES}
-    interleaved, concurrent = modes["interleaved"]["first_audio_ms"]["p50"], modes["concurrent"]["first_audio_ms"]["p50"]
+    interleaved = modes["interleaved"]["first_audio_ms"]["p50"]
+    concurrent = modes["concurrent"]["first_audio_ms"]["p50"]
     ratio = interleaved / concurrent if interleaved is not None and concurrent else None
     return {"benchmark": "scheduler", "llm": cfg.models.llm_path or cfg.models.llm,
             "tts": cfg.models.tts_path or cfg.models.tts, "prompts": PROMPTS[:count], "reply_tokens": REPLY_TOKENS,

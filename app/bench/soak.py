@@ -74,14 +74,13 @@ def _cycle_turns(count: int):
 
 
 def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
-    import dataclasses
 
+    from app.config import from_dict, runtime_settings, system_prompt
     from app.engine_factory import build_engines
     from app.errors import InputError
     from app.headless.runner import run_conversation
     from app.metrics.stats import summarize
     from app.metrics.turns import STAGES
-    from app.config import from_dict, runtime_settings, system_prompt
 
     count = 10 if args.quick and args.turns == 200 else args.turns
     if count < 2:

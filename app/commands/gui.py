@@ -61,7 +61,8 @@ def run_window(cfg, config_file: Path | None, screenshot: str | None = None) -> 
     from app.ui.main_window import MainWindow
     from app.ui.theme import apply_dark_theme
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Cadence")
     apply_dark_theme(app)
     bridge = UiBridge()

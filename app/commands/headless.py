@@ -44,8 +44,9 @@ def user_voice_synthesizer(cfg):
         import numpy as np
 
         from engines.audio_io import resample
+        from engines.protocols import VoiceChoice
 
-        if voice:
+        if voice and isinstance(tts, VoiceChoice):  # a Kokoro voice: always, as asked above
             tts.set_voice(voice)
         chunks = [resample(c.samples, c.sample_rate, 16000) for c in tts.synthesize(text)]
         if not chunks:

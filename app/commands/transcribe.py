@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from engines.protocols import SAMPLE_RATE, Recognizer
+from engines.protocols import SAMPLE_RATE, OfflineRecognizer, Recognizer, SteppedRecognizer
 
 CHUNK = SAMPLE_RATE // 2  # audio handed to a streaming engine per accept() (0.5 s)
 
@@ -24,14 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def transcribe(recognizer: Recognizer, audio: np.ndarray) -> str:
     """The whole clip through the recognizer: its offline path when it has one, else streamed in chunks."""
-    offline = getattr(recognizer, "transcribe", None)
-    if callable(offline):
-        return offline(audio)
+    if isinstance(recognizer, OfflineRecognizer):
+        return recognizer.transcribe(audio)
     recognizer.start()
-    wants_step = getattr(recognizer, "wants_step", None)
     for i in range(0, len(audio), CHUNK):
         recognizer.accept(audio[i:i + CHUNK])
-        while wants_step is not None and wants_step():
+        while isinstance(recognizer, SteppedRecognizer) and recognizer.wants_step():
             recognizer.step()
     return recognizer.finish()
 

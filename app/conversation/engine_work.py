@@ -20,8 +20,18 @@ from app.conversation.inbox import SessionInput, VadJudged
 from app.stages import Label, Stage
 from engines.engine_set import Engines
 from engines.protocols import Generation, Message
-from scheduler import (CPU_LANE, DEVICE_LANE, NO_TURN, CancelToken, Priority, Scheduler, UnitHandle, UnitResult,
-                       UnitState, WorkUnit)
+from scheduler import (
+    CPU_LANE,
+    DEVICE_LANE,
+    NO_TURN,
+    CancelToken,
+    Priority,
+    Scheduler,
+    UnitHandle,
+    UnitResult,
+    UnitState,
+    WorkUnit,
+)
 
 log = logging.getLogger("cadence.session")
 Post = Callable[[SessionInput], None]

@@ -6,12 +6,13 @@ into the playback buffer and reports when its first audio was ready. Nothing her
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from app.audio.playback import PlaybackBuffer
 from app.conversation.segmenter import split
+from app.stages import Stage
 from engines.protocols import Generation, Synthesizer
 from scheduler import CancelToken, InterleavedStream, Priority, Scheduler, StreamSummary, UnitResult
 
@@ -40,10 +41,11 @@ class Reply:
         self.first_token_at: float | None = None
         self.stream = InterleavedStream(
             scheduler, turn, produce=self._produce, split=split_reply, render=self._render, lead=playback.lead_s,
-            produce_stage="llm", render_stage="tts", produce_priority=Priority.LLM, render_priority=Priority.TTS,
+            produce_stage=Stage.LLM, render_stage=Stage.TTS, produce_priority=Priority.LLM,
+            render_priority=Priority.TTS,
             on_segment_rendered=on_segment, on_finished=on_finished, on_error=on_error)
 
-    def start(self) -> "Reply":
+    def start(self) -> Reply:
         self.stream.start()
         return self
 
@@ -53,7 +55,7 @@ class Reply:
     def _produce(self, max_tokens: int, token: CancelToken) -> UnitResult:
         had_token = self.first_token_at is not None
         text, finished, tokens = self._generate(max_tokens, token)
-        meta = {"tokens": tokens}
+        meta: dict[str, float] = {"tokens": tokens}
         if not had_token and self.first_token_at is not None:
             meta["first_token_at"] = self.first_token_at
         return UnitResult((text, finished), meta)

@@ -6,9 +6,9 @@ phases, the end-of-turn fusion rule, the barge-in rule and the history rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from enum import Enum
+from typing import assert_never
 
 from app.conversation import actions as a
 from app.conversation import events as e
@@ -290,7 +290,8 @@ def _on_text_score(s: ConversationState, ev: e.EndOfUtteranceScore) -> Result:
 
 
 def _on_reply_audio(s: ConversationState, ev: e.ReplyAudio) -> Result:
-    if s.phase not in (Phase.USER_PAUSED, Phase.RESPONDING, Phase.SPEAKING) or any(i == ev.segment_index for i, _, _ in s.segments):
+    replying = s.phase in (Phase.USER_PAUSED, Phase.RESPONDING, Phase.SPEAKING)
+    if not replying or any(i == ev.segment_index for i, _, _ in s.segments):
         return s, ()
     segments = tuple(sorted(s.segments + ((ev.segment_index, ev.text, ev.duration_s),)))
     return replace(s, segments=segments, playback_finished=False), ()
@@ -327,30 +328,34 @@ def _on_engine_failed(s: ConversationState, ev: e.EngineFailed) -> Result:
     return _end_reply(s, actions)
 
 
-def _for_the_ui_only(s: ConversationState, ev: e.Event) -> Result:
-    """Text not yet final or not yet heard: shown by the UI, no part of the turn-taking."""
-    return s, ()
-
-
-_HANDLERS: dict[type, Callable[[ConversationState, e.Event], Result]] = {
-    e.SpeechStarted: _on_speech_started,
-    e.SpeechStopped: _on_speech_stopped,
-    e.Tick: _on_tick,
-    e.TurnVerdict: _on_verdict,
-    e.TranscriptPartial: _for_the_ui_only,
-    e.TranscriptFinal: _on_transcript_final,
-    e.EndOfUtteranceScore: _on_text_score,
-    e.ReplyText: _for_the_ui_only,
-    e.ReplyAudio: _on_reply_audio,
-    e.PlaybackProgress: _on_playback_progress,
-    e.PlaybackFinished: _on_playback_finished,
-    e.ReplyFinished: _on_reply_finished,
-    e.EngineFailed: _on_engine_failed,
-}
-
-
 def step(state: ConversationState, event: e.Event) -> Result:
     """Apply one event. Events of another turn than ``state.turn_id`` are stale: no change."""
-    if getattr(event, "turn_id", state.turn_id) != state.turn_id:
-        return state, ()
-    return _HANDLERS[type(event)](state, event)
+    match event:
+        case e.SpeechStarted():
+            return _on_speech_started(state, event)
+        case e.SpeechStopped():
+            return _on_speech_stopped(state, event)
+        case e.Tick():
+            return _on_tick(state, event)
+        case _ if event.turn_id != state.turn_id:  # every other event belongs to a turn
+            return state, ()
+        case e.TurnVerdict():
+            return _on_verdict(state, event)
+        case e.TranscriptFinal():
+            return _on_transcript_final(state, event)
+        case e.EndOfUtteranceScore():
+            return _on_text_score(state, event)
+        case e.ReplyAudio():
+            return _on_reply_audio(state, event)
+        case e.PlaybackProgress():
+            return _on_playback_progress(state, event)
+        case e.PlaybackFinished():
+            return _on_playback_finished(state, event)
+        case e.ReplyFinished():
+            return _on_reply_finished(state, event)
+        case e.EngineFailed():
+            return _on_engine_failed(state, event)
+        case e.TranscriptPartial() | e.ReplyText():  # text not yet final or not yet heard: for the UI only
+            return state, ()
+        case _:
+            assert_never(event)

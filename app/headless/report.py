@@ -8,15 +8,16 @@ from pathlib import Path
 from app.headless.runner import AGREEMENT_MS, HeadlessResult
 from app.metrics.stats import summarize, table
 from app.metrics.turns import STAGES
+from app.stages import Latency
 
-REPORT_STAGES = ("asr", "turn", "llm_first_token", "tts_first_audio")
+REPORT_STAGES = tuple(s for s in STAGES if s is not Latency.V2V)  # V2V has columns of its own
 
 
 def build_report(result: HeadlessResult) -> dict:
     turns = []
     disagreements = []
     for i, (record, wave) in enumerate(zip(result.records, result.waveform_v2v_ms)):
-        v2v = record.stages_ms.get("v2v")
+        v2v = record.stages_ms.get(Latency.V2V)
         turn = {
             "turn": i + 1,
             "transcript": record.transcript,
@@ -32,7 +33,8 @@ def build_report(result: HeadlessResult) -> dict:
             disagreements.append(i + 1)
             turn["v2v_agreement"] = f"span and waveform V2V differ by {abs(v2v - wave):.0f} ms (> {AGREEMENT_MS:.0f})"
         turns.append(turn)
-    summary = {stage: _rs(summarize(r.stages_ms.get(stage) for r in result.records)) for stage in STAGES}
+    summary: dict[str, dict] = {stage: _rs(summarize(r.stages_ms.get(stage) for r in result.records))
+                                for stage in STAGES}
     summary["v2v_waveform"] = _rs(summarize(result.waveform_v2v_ms))
     report = {
         "turns": turns,

@@ -8,9 +8,9 @@ previous turn's `pause_after` seconds; a `barge_in` turn starts that many second
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -67,11 +67,17 @@ def parse_script(path: Path) -> list[ScriptTurn]:
     return turns
 
 
-def load_turns(script: list[ScriptTurn], synthesize: Callable[[str, str], np.ndarray]) -> list[UserTurn]:
-    """WAVs read (any format, to 16 kHz mono), texts synthesized by `synthesize(text, voice)`."""
+def load_turns(script: list[ScriptTurn], synthesize: Callable[[str, str], np.ndarray] | None) -> list[UserTurn]:
+    """WAVs read (any format, to 16 kHz mono), texts synthesized by `synthesize(text, voice)` (None: the script
+    has no text turns)."""
     out = []
     for turn in script:
-        audio = read_audio(turn.wav) if turn.wav else synthesize(turn.text, turn.voice)
+        if turn.wav:
+            audio = read_audio(turn.wav)
+        elif synthesize is not None:
+            audio = synthesize(turn.text, turn.voice)
+        else:
+            raise InputError("this script has text turns: they need a voice to speak them")
         out.append(UserTurn(audio, turn.pause_after, turn.barge_in, turn.wav or "text"))
     return out
 

@@ -1,7 +1,7 @@
 """Summaries of latency samples: min / P50 / P90 / max, the table the reference agents publish."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

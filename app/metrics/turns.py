@@ -11,14 +11,15 @@ For the turn whose reply was committed (all times on the perf_counter session cl
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from app.conversation import actions as a
 from app.conversation import events as e
+from app.stages import Label, Latency, Stage
 from scheduler import Scheduler, Span
 
-STAGES = ("asr", "turn", "llm_first_token", "tts_first_audio", "v2v")
+STAGES = tuple(Latency)  # every per-turn figure, in the order the tables and graphs show them
 
 
 def _first(spans: list[Span], pred) -> Span | None:
@@ -28,7 +29,7 @@ def _first(spans: list[Span], pred) -> Span | None:
 
 def last_user_speech(spans: list[Span], before: float | None = None) -> Span | None:
     """The user's last speech (before `before`, when given): where voice-to-voice starts."""
-    speech = [s for s in spans if s.stage == "user_speech" and (before is None or s.finished_at <= before)]
+    speech = [s for s in spans if s.stage == Stage.USER_SPEECH and (before is None or s.finished_at <= before)]
     return max(speech, key=lambda s: s.finished_at) if speech else None
 
 
@@ -38,22 +39,23 @@ def stage_latencies(spans: list[Span], speech: Span | None = None) -> dict[str, 
     speech = speech or last_user_speech(spans)
     stop_at = speech.meta.get("stop_at") if speech else None
     out: dict[str, float | None] = dict.fromkeys(STAGES)
-    asr = _first(spans, lambda s: s.stage == "asr" and s.label == "asr-finish" and s.status == "ok")
-    turn = _first(spans, lambda s: s.stage == "turn" and s.status == "ok")
+    asr = _first(spans, lambda s: s.stage == Stage.ASR and s.label == Label.ASR_FINISH and s.status == "ok")
+    turn = _first(spans, lambda s: s.stage == Stage.TURN and s.status == "ok")
     if stop_at is not None and asr:
-        out["asr"] = (asr.finished_at - stop_at) * 1000
+        out[Latency.ASR] = (asr.finished_at - stop_at) * 1000
     if stop_at is not None and turn:
-        out["turn"] = (turn.finished_at - stop_at) * 1000
-    produce = [s for s in spans if s.stage == "llm" and s.label.startswith("llm#")]  # the reply's own chunks
+        out[Latency.TURN] = (turn.finished_at - stop_at) * 1000
+    # the reply's own chunks (not the prefill or the cache warm-ups)
+    produce = [s for s in spans if s.stage == Stage.LLM and s.label.startswith(Label.LLM_CHUNK_PREFIX)]
     token_at = next((s.meta["first_token_at"] for s in produce if "first_token_at" in s.meta), None)
     if produce and token_at is not None:
-        out["llm_first_token"] = (token_at - min(s.queued_at for s in produce)) * 1000
-    tts = _first(spans, lambda s: s.stage == "tts" and s.status == "ok" and s.meta.get("first_audio_s") is not None)
+        out[Latency.LLM_FIRST_TOKEN] = (token_at - min(s.queued_at for s in produce)) * 1000
+    tts = _first(spans, lambda s: s.stage == Stage.TTS and s.status == "ok" and s.meta.get("first_audio_s") is not None)
     if tts and tts.started_at is not None:
-        out["tts_first_audio"] = (tts.started_at - tts.queued_at + tts.meta["first_audio_s"]) * 1000
-    play = _first(spans, lambda s: s.stage == "playback")
-    if speech and play:
-        out["v2v"] = (play.started_at - speech.finished_at) * 1000
+        out[Latency.TTS_FIRST_AUDIO] = (tts.started_at - tts.queued_at + tts.meta["first_audio_s"]) * 1000
+    play = _first(spans, lambda s: s.stage == Stage.PLAYBACK)
+    if speech and play and play.started_at is not None:
+        out[Latency.V2V] = (play.started_at - speech.finished_at) * 1000
     return out
 
 
@@ -91,14 +93,14 @@ class TurnCollector:
 
     def _close(self, turn: int, reply: str, interrupted: bool) -> None:
         spans = self.scheduler.spans.for_turn(turn)
-        play = _first(spans, lambda s: s.stage == "playback")
+        play = _first(spans, lambda s: s.stage == Stage.PLAYBACK)
         speech = last_user_speech(self.scheduler.spans.snapshot(), play.started_at if play else None)
         record = TurnRecord(turn, self._transcripts.pop(turn, ""), reply, interrupted,
                             stage_latencies(spans, speech))
         record.user_speech_end = speech.finished_at if speech else None
         record.first_audio_at = play.started_at if play else None
         if interrupted:
-            barge = [s for s in self.scheduler.spans.for_turn(turn) if s.stage == "barge_in"]
+            barge = [s for s in self.scheduler.spans.for_turn(turn) if s.stage == Stage.BARGE_IN]
             record.barge_in_ms = barge[0].run_s * 1000 if barge else None
         self.records.append(record)
         for listener in self.listeners:

@@ -6,7 +6,7 @@ hundreds/thousands) become cardinal words ("10" -> "ten"); longer digit strings 
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = ["normalise", "wer", "corpus_wer", "edit_distance"]
 

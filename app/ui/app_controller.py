@@ -14,8 +14,8 @@ import dataclasses
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ AUDIO_RETRY_S = 2.0  # with no sound device when the conversation should start, 
 DeviceFactory = Callable[[Config, PlaybackBuffer, "AppController"], DuplexDevice]
 
 
-def sound_card(cfg: Config, playback: PlaybackBuffer, controller: "AppController") -> DuplexDevice:
+def sound_card(cfg: Config, playback: PlaybackBuffer, controller: AppController) -> DuplexDevice:
     from app.audio.sounddevice_device import SoundDeviceDuplex
 
     def on_status(message: str) -> None:  # the device went away (monitor thread)
@@ -221,6 +221,12 @@ class AppController:
                     self.cfg, self.engines = cfg, engines  # ready to start once a device is there
                     self.bridge.audio_problem.emit(str(exc))
                     self._look_for_device()
+                except Exception as exc:  # a config that was not validated, a bug: what runs keeps running
+                    log.log(logging.INFO if isinstance(exc, UserError) else logging.ERROR, "starting failed: %s",
+                            exc, exc_info=not isinstance(exc, UserError))
+                    keep = "; the previous settings stay in use" if self.session is not None else ""
+                    self.bridge.error.emit(f"could not start the conversation: {exc}{keep}")
+                    return
                 if save:
                     config_mod.save(cfg, self.config_file)
         finally:
@@ -243,8 +249,6 @@ class AppController:
         lock). The new one is wired first: a DeviceError from the device factory (a device that is not there) or
         any other failure leaves the running conversation untouched; a DeviceError when the new one opens the
         device leaves none running."""
-        from app.audio.sounddevice_device import DeviceError
-
         taps: list[LevelTap] = []
 
         def tap(device: DuplexDevice) -> DuplexDevice:
@@ -260,7 +264,7 @@ class AppController:
         self._stop_session()
         try:
             new.start()
-        except DeviceError:
+        except BaseException:  # a device that cannot be opened (DeviceError), or worse: no thread left behind
             new.stop()
             raise
         self.cfg, self.engines = cfg, engines

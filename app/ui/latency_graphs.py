@@ -9,6 +9,7 @@ from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from app.metrics.turns import STAGES
+from app.stages import Latency
 from app.ui.theme import MUTED, PANEL, STAGE_COLORS
 from app.ui.view_models import STAGE_TITLES, LatencySnapshot, StageSeries
 
@@ -65,9 +66,9 @@ class StagePlot(QFrame):
         self.curve.setData(x, y)
         finite = y[np.isfinite(y)]
         top = float(finite.max()) if len(finite) else 1.0
-        self.plot.setYRange(0, top * 1.2 + 1, padding=0)
+        self.plot.getViewBox().setYRange(0, top * 1.2 + 1, padding=0)
         lo, hi = max(0.5, x[-1] - 49.5), max(x[-1] + 0.5, 5.5)
-        self.plot.setXRange(lo, hi, padding=0)
+        self.plot.getViewBox().setXRange(lo, hi, padding=0)
         step = 1 if hi - lo <= 12 else 5 if hi - lo <= 60 else 10  # whole reply numbers only
         self.plot.getAxis("bottom").setTickSpacing(step, step)
         if series.p50_ms is not None:
@@ -82,12 +83,12 @@ class LatencyGraphs(QWidget):
         super().__init__()
         self.plots = {stage: StagePlot(stage) for stage in STAGES}
         self.snapshot: LatencySnapshot | None = None
-        header = QLabel("Latency per turn  <span style='color:%s'>(ms; x = reply number, last 50; "
-                        "dashed line = P50)</span>" % MUTED)
+        header = QLabel(f"Latency per turn  <span style='color:{MUTED}'>(ms; x = reply number, last 50; "
+                        "dashed line = P50)</span>")
         grid = QGridLayout()
         grid.setSpacing(8)
-        grid.addWidget(self.plots["v2v"], 0, 0, 1, 2)
-        for i, stage in enumerate(s for s in STAGES if s != "v2v"):
+        grid.addWidget(self.plots[Latency.V2V], 0, 0, 1, 2)
+        for i, stage in enumerate(s for s in STAGES if s is not Latency.V2V):
             grid.addWidget(self.plots[stage], 1 + i // 2, i % 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -8,9 +8,19 @@ from typing import Protocol
 
 from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QCloseEvent
-from PyQt6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton, QSplitter, QTextBrowser,
-                             QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
+from app.audio.echo_cancel import EchoStats
 from app.config import Config
 from app.ui.bridge import UiBridge
 from app.ui.latency_graphs import LatencyGraphs
@@ -29,7 +39,7 @@ class Controls(Protocol):
     def apply(self, cfg: Config) -> bool: ...
     def set_muted(self, muted: bool) -> None: ...
     def mic_level(self) -> float: ...
-    def echo_stats(self): ...
+    def echo_stats(self) -> EchoStats | None: ...
     def restart_audio(self) -> None: ...
     def shutdown(self) -> None: ...
 
@@ -63,7 +73,8 @@ class MainWindow(QMainWindow):
         self.meter.setRange(0, 100)
         self.meter.setTextVisible(False)
         self.meter.setFixedSize(180, 12)
-        self.meter.setStyleSheet(f"QProgressBar {{ background: {PANEL}; border: 1px solid #3a3f4b; border-radius: 5px; }}"
+        self.meter.setStyleSheet(f"QProgressBar {{ background: {PANEL}; border: 1px solid #3a3f4b; "
+                                 "border-radius: 5px; }"
                                  "QProgressBar::chunk { background: #2f9e5b; border-radius: 4px; }")
         self.mute = QPushButton("Mute")
         self.mute.setCheckable(True)
@@ -122,12 +133,14 @@ class MainWindow(QMainWindow):
         self.busy.hide()
         self.engines_label = QLabel()
         self.engines_label.setStyleSheet(f"color: {MUTED};")
-        self.statusBar().addWidget(self.busy)
-        self.statusBar().addWidget(self.progress_label, 1)
+        status = self.statusBar()
+        assert status is not None  # a QMainWindow makes its status bar on first use
+        status.addWidget(self.busy)
+        status.addWidget(self.progress_label, 1)
         self.echo_label = QLabel()  # diagnostics: the echo canceller's delay estimate and echo reduction
         self.echo_label.setStyleSheet(f"color: {MUTED};")
-        self.statusBar().addPermanentWidget(self.echo_label)
-        self.statusBar().addPermanentWidget(self.engines_label)
+        status.addPermanentWidget(self.echo_label)
+        status.addPermanentWidget(self.engines_label)
         self._polls = 0
 
         bridge.state_changed.connect(self.show_state)
@@ -163,7 +176,8 @@ class MainWindow(QMainWindow):
         self.entries = entries
         self.transcript.setHtml("".join(entry_html(e) for e in entries))
         bar = self.transcript.verticalScrollBar()
-        bar.setValue(bar.maximum())
+        if bar is not None:
+            bar.setValue(bar.maximum())
 
     def show_loading(self, loading: bool) -> None:
         self.busy.setVisible(loading)

@@ -15,6 +15,7 @@ from typing import Any
 
 from app.conversation import actions as a
 from app.conversation import events as e
+from app.conversation.session import Notification
 from app.conversation.state import Phase
 from app.metrics.turns import TurnRecord
 from scheduler import Span
@@ -22,7 +23,7 @@ from scheduler import Span
 DEMO_RECORDING = Path(__file__).resolve().parents[2] / "assets" / "demo" / "recorded_conversation.json"
 
 
-def _item(item: object) -> dict:
+def _item(item: Notification) -> dict:
     if isinstance(item, Phase):
         return {"phase": item.value}
     fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
@@ -44,7 +45,7 @@ class Recorder:
         with self._lock:
             self.stream.append(entry)
 
-    def on_item(self, item: object) -> None:
+    def on_item(self, item: Notification) -> None:
         self._add({"item": _item(item)})
 
     def on_span(self, span: Span) -> None:

@@ -5,9 +5,24 @@ a valid config is emitted by `applied` (the controller saves it and swaps the en
 from __future__ import annotations
 
 from PyQt6.QtCore import pyqtSignal
-from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                             QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget,
-                             QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.config import Config, ConfigError, SchedulerConfig, from_dict
 from app.ui.theme import ERROR, MUTED
@@ -164,8 +179,10 @@ class SettingsDialog(QDialog):
         self.error.setStyleSheet(f"color: {ERROR};")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Apply
                                    | QDialogButtonBox.StandardButton.Cancel)
-        self.apply_button = buttons.button(QDialogButtonBox.StandardButton.Apply)
-        self.apply_button.clicked.connect(self.apply)
+        apply_button = buttons.button(QDialogButtonBox.StandardButton.Apply)
+        assert apply_button is not None  # the box was made with an Apply button
+        apply_button.clicked.connect(self.apply)
+        self.apply_button = apply_button
         buttons.accepted.connect(self._ok)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication
 
+from app.stages import Latency, Stage
+
 BACKGROUND = "#1b1d23"
 PANEL = "#23262e"
 TEXT = "#e3e6ee"
@@ -12,11 +14,12 @@ ACCENT = "#5aa9ff"
 ERROR = "#ff6b6b"
 
 # one colour per latency stage (graphs) and per span stage (timeline)
-STAGE_COLORS = {
-    "asr": "#5aa9ff", "turn": "#ffb454", "llm_first_token": "#c792ea", "tts_first_audio": "#4ecdc4",
-    "v2v": "#ff7a90", "vad": "#9aa3b5", "llm": "#c792ea", "tts": "#4ecdc4", "user_speech": "#f2d35b",
-    "playback": "#7bd88f", "barge_in": "#ff6b6b",
-}
+STAGE_COLORS: dict[str, str] = {
+    Latency.ASR: "#5aa9ff", Latency.TURN: "#ffb454", Latency.LLM_FIRST_TOKEN: "#c792ea",
+    Latency.TTS_FIRST_AUDIO: "#4ecdc4", Latency.V2V: "#ff7a90",
+    Stage.VAD: "#9aa3b5", Stage.LLM: "#c792ea", Stage.TTS: "#4ecdc4", Stage.USER_SPEECH: "#f2d35b",
+    Stage.PLAYBACK: "#7bd88f", Stage.BARGE_IN: "#ff6b6b",
+}  # Stage.ASR and Stage.TURN share their colour (and their value) with the latency figure
 STATE_COLORS = {
     "listening": "#3a4152", "hearing": "#2f9e5b", "thinking": "#c98a1b", "speaking": "#3b7dd8",
     "loading": "#555b6a", "no-audio": "#b33a3a", "muted": "#6b4f8a",

@@ -11,14 +11,17 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from app.stages import MIC_LANE, SPEAKER_LANE, Stage
 from app.ui.theme import MUTED, STAGE_COLORS, TEXT
 from app.ui.view_models import TIMELINE_ROWS, Timeline
+from scheduler import CPU_LANE, DEVICE_LANE
 
-ROW_NAMES = {"cpu": "CPU lane", "device": "device lane", "mic": "microphone", "speaker": "speaker"}
-LEGEND = (("vad", "VAD"), ("turn", "Smart Turn"), ("asr", "ASR"), ("llm", "LLM"), ("tts", "TTS"),
-          ("user_speech", "your speech"), ("playback", "agent audio"), ("barge_in", "barge-in"))
+ROW_NAMES = {CPU_LANE: "CPU lane", DEVICE_LANE: "device lane", MIC_LANE: "microphone", SPEAKER_LANE: "speaker"}
+LEGEND = ((Stage.VAD, "VAD"), (Stage.TURN, "Smart Turn"), (Stage.ASR, "ASR"), (Stage.LLM, "LLM"),
+          (Stage.TTS, "TTS"), (Stage.USER_SPEECH, "your speech"), (Stage.PLAYBACK, "agent audio"),
+          (Stage.BARGE_IN, "barge-in"))
 LABEL_MIN_FRACTION = 0.09  # label a bar when it is at least this share of the window wide
-SHORT_LABELS = {"user_speech": "you", "playback": "agent", "barge_in": "barge-in"}
+SHORT_LABELS: dict[str, str] = {Stage.USER_SPEECH: "you", Stage.PLAYBACK: "agent", Stage.BARGE_IN: "barge-in"}
 
 
 def _colour(stage: str, alpha: int = 255) -> QColor:
@@ -43,7 +46,7 @@ class TimelineView(QWidget):
         left = self.plot.getAxis("left")
         left.setTicks([[(y, ROW_NAMES[row]) for row, y in self.rows.items()]])
         left.setWidth(84)
-        self.plot.setYRange(-0.5, len(TIMELINE_ROWS) - 0.1, padding=0)  # headroom for the marker labels
+        self.plot.getViewBox().setYRange(-0.5, len(TIMELINE_ROWS) - 0.1, padding=0)  # headroom for the marker labels
         legend = " ".join(f"<span style='color:{STAGE_COLORS[s]}'>■</span>&nbsp;{name}&nbsp;&nbsp;"
                           for s, name in LEGEND)
         self.legend = QLabel(legend)
@@ -75,7 +78,7 @@ class TimelineView(QWidget):
                                                            "fill": (27, 29, 35, 200)})
             self._add(line)
         lo, hi = timeline.view_ms
-        self.plot.setXRange(lo, hi, padding=0.01)  # later playback runs off the right edge (drag to see it)
+        self.plot.getViewBox().setXRange(lo, hi, padding=0.01)  # later playback runs off the right edge (drag it)
 
     def _add(self, item) -> None:
         self.plot.addItem(item)

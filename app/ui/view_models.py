@@ -15,14 +15,16 @@ from app.conversation import events as e
 from app.conversation.state import Phase
 from app.metrics.stats import summarize
 from app.metrics.turns import STAGES, TurnRecord
-from scheduler import Span
+from app.stages import MIC_LANE, SPEAKER_LANE, Label, Latency, Stage
+from scheduler import CPU_LANE, DEVICE_LANE, Span
 
-STAGE_TITLES = {"asr": "ASR", "turn": "Turn detection", "llm_first_token": "LLM first token",
-                "tts_first_audio": "TTS first audio", "v2v": "Voice-to-voice"}
+STAGE_TITLES: dict[str, str] = {Latency.ASR: "ASR", Latency.TURN: "Turn detection",
+                                 Latency.LLM_FIRST_TOKEN: "LLM first token", Latency.TTS_FIRST_AUDIO: "TTS first audio",
+                                 Latency.V2V: "Voice-to-voice"}
 STATE_LABELS = {Phase.LISTENING: ("listening", "Listening"), Phase.USER_SPEAKING: ("hearing", "Hearing you"),
                 Phase.USER_PAUSED: ("thinking", "Thinking"), Phase.RESPONDING: ("thinking", "Thinking"),
                 Phase.SPEAKING: ("speaking", "Speaking")}
-TIMELINE_ROWS = ("cpu", "device", "mic", "speaker")  # top to bottom
+TIMELINE_ROWS = (CPU_LANE, DEVICE_LANE, MIC_LANE, SPEAKER_LANE)  # top to bottom
 HISTORY_TURNS = 50
 
 
@@ -160,7 +162,7 @@ class LatencyModel:
             last = values[-1] if values else None
             out[stage] = StageSeries(stage, STAGE_TITLES[stage], tuple(n for n, _ in self._records),
                                      tuple(math.nan if v is None else float(v) for v in values),
-                                     last, stats["p50"], stats["p90"], stats["n"])
+                                     last, stats["p50"], stats["p90"], int(stats["n"] or 0))
         return LatencySnapshot(out, self._count)
 
 
@@ -190,11 +192,10 @@ class Timeline:
 
 
 def row_of(span: Span) -> str | None:
-    if span.lane == "cpu" or span.lane.startswith("cpu/"):
-        return "cpu"
-    if span.lane == "device" or span.lane.startswith("device/"):
-        return "device"
-    return span.lane if span.lane in ("mic", "speaker") else None
+    for lane in (CPU_LANE, DEVICE_LANE):  # concurrent mode runs a device lane per stage: device/llm, ...
+        if span.lane == lane or span.lane.startswith(lane + "/"):
+            return lane
+    return span.lane if span.lane in (MIC_LANE, SPEAKER_LANE) else None
 
 
 def build_timeline(spans: list[Span], record: TurnRecord, margin_s: float = 0.4) -> Timeline:
@@ -202,24 +203,24 @@ def build_timeline(spans: list[Span], record: TurnRecord, margin_s: float = 0.4)
     own = [s for s in spans if s.turn == record.turn and s.started_at is not None]
     if not own:
         return Timeline(record.turn, ())
-    lo = min(s.started_at for s in own) - margin_s
+    lo = min(s.started_at for s in own if s.started_at is not None) - margin_s
     hi = max(s.finished_at for s in own) + margin_s / 4
     zero = record.user_speech_end if record.user_speech_end is not None else lo + margin_s
     bars = []
     for s in spans:
         row = row_of(s)
-        if row is None or s.started_at is None or s.finished_at < lo or s.started_at > hi or s.label == "warm-up":
+        if row is None or s.started_at is None or s.finished_at < lo or s.started_at > hi or s.label == Label.WARM_UP:
             continue
         ms = lambda t: (t - zero) * 1000  # noqa: E731
         bars.append(TimelineBar(row, s.stage, s.label, ms(max(s.queued_at, lo)), ms(max(s.started_at, lo)),
-                                ms(min(s.finished_at, hi)), s.status, thin=s.stage == "vad"))
+                                ms(min(s.finished_at, hi)), s.status, thin=s.stage == Stage.VAD))
     bars.sort(key=lambda b: b.start_ms)
     markers = [(0.0, "you stopped")]
-    v2v = record.stages_ms.get("v2v")
+    v2v = record.stages_ms.get(Latency.V2V)
     if record.first_audio_at is not None:
         markers.append(((record.first_audio_at - zero) * 1000, "agent speaks"))
     counts = {row: sum(1 for b in bars if b.row == row) for row in TIMELINE_ROWS}
-    work_end = max([s.finished_at for s in own if s.lane != "speaker"] + [record.first_audio_at or lo])
+    work_end = max([s.finished_at for s in own if s.lane != SPEAKER_LANE] + [record.first_audio_at or lo])
     view = ((lo - zero) * 1000, (min(hi, work_end + 0.6) - zero) * 1000)
     return Timeline(record.turn, tuple(bars), tuple(markers), v2v, ((lo - zero) * 1000, (hi - zero) * 1000),
                     view, counts=counts)
