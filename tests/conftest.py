@@ -128,3 +128,12 @@ def engines():
     from app.engine_factory import build_engines
 
     return build_engines(Config())
+
+
+@pytest.fixture(scope="session")
+def qapp():
+    """The Qt application for the window tests (offscreen unless a display is set)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PyQt6.QtWidgets import QApplication
+
+    return QApplication.instance() or QApplication([])

@@ -1,15 +1,13 @@
 """The desktop window, offscreen: it builds; a recorded event stream (spans, turn records, session events) drives the
 graphs, the timeline, the transcript and the state indicator; the settings dialog refuses invalid values with the
-config's message; Apply hot-swaps engines (and persists the config) without restarting, and a bad GGUF keeps the old
-engines; `cadence --screenshot` writes a real screenshot; the sound-card device fails with one clear sentence."""
+config's message; `cadence --screenshot` writes a real screenshot; the sound-card device fails with one clear
+sentence. Hot swaps with real engines: tests/test_ui_hot_swap.py."""
 from __future__ import annotations
 
-import dataclasses
 import importlib.abc
 import importlib.machinery
 import os
 import sys
-import threading
 import time
 from types import SimpleNamespace
 
@@ -19,12 +17,9 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PyQt6.QtGui import QImage  # noqa: E402
-from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from app import config as config_mod  # noqa: E402
 from app.audio import sounddevice_device as sdd  # noqa: E402
 from app.audio.duplex import Block  # noqa: E402
-from app.audio.headless import HeadlessDuplex  # noqa: E402
 from app.audio.playback import PlaybackBuffer  # noqa: E402
 from app.config import Config  # noqa: E402
 from app.metrics.turns import STAGES  # noqa: E402
@@ -35,28 +30,14 @@ from app.ui.recording import DEMO_RECORDING, load_stream, replay  # noqa: E402
 from app.ui.settings_dialog import SettingsDialog, kokoro_voices  # noqa: E402
 from engines.engine_set import Engines  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
+from tests.ui_helpers import silent_device, wait_for  # noqa: E402
 
 NO_DEVICES = ([], [], "")
 
 
 @pytest.fixture(scope="module")
-def qapp():
-    return QApplication.instance() or QApplication([])
-
-
-@pytest.fixture(scope="module")
 def stream():
     return load_stream(DEMO_RECORDING)
-
-
-def wait_for(qapp, condition, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        qapp.processEvents()
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 # ---- window, graphs, timeline, transcript ---------------------------------------------------------------------
@@ -182,108 +163,6 @@ def test_settings_offer_catalog_models_voices_and_files(qapp):
     values = dialog.values()
     assert values["models"]["llm_path"] == "/models/mine.gguf" and values["audio"]["input_device"] == "Mic A"
     assert values["audio"]["output_device"] == ""  # system default
-
-
-# ---- hot swap with real engines -------------------------------------------------------------------------------
-def silent_device(cfg, playback, controller):
-    return HeadlessDuplex(lambda start, n: np.zeros(n, np.float32), playback, 16000)
-
-
-@pytest.fixture(scope="module")
-def running(qapp, tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "config.toml"
-    bridge = UiBridge()
-    cfg = config_mod.from_dict({"llm": {"max_reply_tokens": 32}})
-    controller = AppController(cfg, bridge, path, device_factory=silent_device)
-    window = MainWindow(bridge, controller)
-    errors: list[str] = []
-    bridge.error.connect(errors.append)
-    controller.start()
-    assert controller.wait(120) and controller.session is not None, errors
-    yield SimpleNamespace(controller=controller, window=window, errors=errors, path=path, qapp=qapp)
-    controller.shutdown()
-
-
-@pytest.mark.slow
-def test_apply_swaps_tts_without_restarting_and_persists(running):
-    controller = running.controller
-    old_session, old_llm = controller.session, controller.engines.llm
-    controller.session.history = controller.session.history.append("user", "remember me")
-    dialog = running.window.open_settings()
-    dialog.tts.setCurrentText("kokoro-82m-int8")
-    dialog.voice.setCurrentText("bf_emma")
-    assert dialog.apply()
-    assert controller.wait(120)
-    tts = controller.engines.tts
-    assert type(tts).__name__ == "KokoroOnnxSynthesizer" and tts.voice == "bf_emma"
-    assert controller.engines.llm is old_llm  # unchanged engines are reused
-    assert controller.session is not old_session and controller.session is not None
-    assert controller.session.history.messages[-1].text == "remember me"
-    assert config_mod.load(running.path).models.tts == "kokoro-82m-int8"
-    assert wait_for(running.qapp, lambda: "kokoro-82m-int8" in running.window.engines_label.text(), 5)
-    dialog.close()
-
-
-@pytest.mark.slow
-def test_a_bad_gguf_keeps_the_old_engines_and_shows_the_error(running, tmp_path):
-    controller = running.controller
-    engines, session = controller.engines, controller.session
-    saved = running.path.read_text() if running.path.exists() else ""
-    bad = tmp_path / "broken.gguf"
-    bad.write_bytes(b"not a model")
-    cfg = config_mod.from_dict({"models": {"llm_path": str(bad)}}, controller.cfg)
-    assert controller.apply(cfg)
-    assert controller.wait(60)
-    assert controller.engines is engines and controller.session is session
-    assert wait_for(running.qapp, lambda: running.window.error_banner.isVisibleTo(running.window), 5)
-    message = running.window.error_banner.text()
-    assert "GGUF" in message and "previous settings stay in use" in message
-    assert (running.path.read_text() if running.path.exists() else "") == saved
-
-
-@pytest.mark.slow
-def test_a_short_max_wait_applies_live_with_the_shorter_waits_scaled(running):
-    """`turn.max_wait_ms=500` used to be accepted by the dialog, then stop the conversation and fail."""
-    controller, window = running.controller, running.window
-    old = controller.session
-    dialog = window.open_settings()
-    dialog.max_wait_ms.setValue(500)
-    assert dialog.apply(), dialog.error.text()
-    assert controller.wait(120)
-    turn = controller.session.settings.turn
-    assert controller.session is not old and (turn.max_wait_s, turn.uncertain_wait_s, turn.disagree_wait_s) == (
-        0.5, 0.5, 0.5)
-    assert wait_for(running.qapp, lambda: window.state_key == "listening", 5), window.state_key
-    dialog.close()
-
-
-@pytest.mark.slow
-def test_the_dialog_refuses_a_bad_combination_and_the_conversation_goes_on(running):
-    controller, window = running.controller, running.window
-    session, threads = controller.session, {t.name for t in threading.enumerate()}
-    dialog = window.open_settings()
-    dialog.max_tokens.setValue(4096)  # in range alone, but no room is left for the prompt in the context
-    assert not dialog.apply() and not controller.busy()
-    assert dialog.error.text().startswith("llm.max_reply_tokens:"), dialog.error.text()
-    assert controller.session is session and session.idle.wait(5)
-    assert {t.name for t in threading.enumerate()} == threads  # nothing stopped, nothing started
-    assert window.state_key == "listening"
-    dialog.close()
-
-
-@pytest.mark.slow
-def test_a_config_that_skipped_validation_keeps_the_running_conversation(running):
-    """Whatever gets past the dialog, the new conversation is wired before the old one stops."""
-    controller, window = running.controller, running.window
-    session, lanes = controller.session, sum(t.name.startswith("lane") for t in threading.enumerate())
-    cfg = controller.cfg
-    unchecked = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, max_reply_tokens=4096))
-    assert controller.apply(unchecked) and controller.wait(60)
-    assert controller.session is session and controller.cfg is cfg
-    assert wait_for(running.qapp, lambda: window.error_banner.isVisibleTo(window), 5)
-    assert "llm.max_reply_tokens" in window.error_banner.text() and "previous settings" in window.error_banner.text()
-    assert sum(t.name.startswith("lane") for t in threading.enumerate()) == lanes, "lane threads leaked"
-    assert window.state_key == "listening"
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""The session's shell with small fake engines (no models; what is tested is the wiring, not speech): the optional
+abilities are read once from `Engines`, a language model without a text score still answers on the audio verdict, a
+stepped recognizer decodes at the onset of the pause, a failing VAD unit is logged (not dropped silently) and the
+conversation goes on, and the composition root leaves no thread behind. Real engines: test_headless.py and
+test_faults.py."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from app.audio.headless import HeadlessDuplex, array_source
+from app.audio.playback import PlaybackBuffer
+from app.config import Config
+from app.conversation import actions as a
+from app.conversation.session import Notification
+from app.runtime import build_conversation
+from engines.engine_set import Engines
+from engines.protocols import (
+    AudioChunk,
+    GenerationStep,
+    Message,
+    Recognizer,
+    SteppedRecognizer,
+    TextTurnScorer,
+    VoiceChoice,
+)
+
+RATE = 16000
+
+
+class LoudnessVad:
+    """Speech is any block louder than -40 dBFS; block `fail_at` raises (a broken VAD unit)."""
+
+    frame_samples = 512
+
+    def __init__(self, fail_at: int = -1):
+        self.calls, self.fail_at = 0, fail_at
+
+    def probability(self, frame: np.ndarray) -> float:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("the VAD broke")
+        return 0.9 if float(np.sqrt(np.mean(frame ** 2))) > 0.01 else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+class SureTurn:
+    def probability_complete(self, turn_audio: np.ndarray) -> float:
+        return 0.9
+
+
+class SteppedAsr:
+    name = "fake-asr"
+
+    def __init__(self) -> None:
+        self.heard, self.steps = 0, 0
+
+    def start(self) -> None:
+        self.heard = 0
+
+    def accept(self, chunk: np.ndarray) -> None:
+        self.heard += len(chunk)
+
+    def partial(self) -> str:
+        return "hello" if self.heard else ""
+
+    def finish(self) -> str:
+        return "hello there" if self.heard else ""
+
+    def wants_step(self) -> bool:
+        return False  # only the pause asks for a step here
+
+    def step(self) -> bool:
+        self.steps += 1
+        return True
+
+
+class ScriptedGeneration:
+    prompt_tokens, reused_tokens = 10, 0
+
+    def __init__(self, words: list[str]):
+        self.words = words
+
+    def prefill(self) -> None:
+        pass
+
+    def step(self, max_tokens: int) -> GenerationStep:
+        taken, self.words = self.words[:max_tokens], self.words[max_tokens:]
+        return GenerationStep("".join(taken), len(taken), not self.words)
+
+    def cancel(self) -> None:
+        self.words = []
+
+
+class PlainLlm:
+    """A language model that gives no text end-of-utterance score (as a remote server may not)."""
+
+    name = "fake-llm"
+
+    def __init__(self) -> None:
+        self.prompts: list[Sequence[Message]] = []
+
+    def start(self, messages: Sequence[Message], max_tokens: int = 256) -> ScriptedGeneration:
+        self.prompts.append(messages)
+        return ScriptedGeneration(["Hi ", "there. ", "Nice ", "to ", "hear ", "you."])
+
+
+class Beep:
+    name, sample_rate = "fake-tts", RATE
+
+    def synthesize(self, text: str) -> Iterator[AudioChunk]:
+        yield AudioChunk(np.full(RATE // 5, 0.1, dtype=np.float32), RATE)
+
+
+def engines(vad: LoudnessVad | None = None) -> Engines:
+    return Engines(vad or LoudnessVad(), SureTurn(), SteppedAsr(), PlainLlm(), Beep(), names={"llm": "fake"})
+
+
+def talk(engines: Engines, seconds_after: float = 2.5) -> list[Notification]:
+    """0.3 s of silence, 1 s of 'speech' (a loud tone), then silence; every notification of the session."""
+    t = np.arange(RATE) / RATE
+    audio = np.concatenate([np.zeros(int(0.3 * RATE)), 0.3 * np.sin(2 * np.pi * 220 * t),
+                            np.zeros(int(seconds_after * RATE))]).astype(np.float32)
+    items: list[Notification] = []
+    devices: list[HeadlessDuplex] = []
+
+    def open_device(playback: PlaybackBuffer) -> HeadlessDuplex:
+        devices.append(HeadlessDuplex(array_source(audio), playback, RATE))
+        return devices[0]
+
+    conversation = build_conversation(Config(), engines, open_device, cancel_echo=False, observers=[items.append])
+    conversation.start()
+    try:
+        assert devices[0].input_over.wait(30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not conversation.session.idle.is_set():
+            time.sleep(0.05)
+        assert conversation.session.outstanding() == {"replies": [], "speculations": []}
+    finally:
+        conversation.stop()
+    return items
+
+
+def test_abilities_are_read_once_from_the_engines():
+    fake = engines()
+    assert isinstance(fake.asr, SteppedRecognizer) and fake.stepper is fake.asr
+    assert not isinstance(fake.llm, TextTurnScorer) and fake.scorer is None
+    assert not isinstance(fake.tts, VoiceChoice)
+    assert (fake.abilities.text_turn_score, fake.abilities.stepped_asr, fake.abilities.voices) == (False, True, False)
+    assert fake.missing_roles() == []
+    assert Engines(*[object()] * 5).missing_roles() == ["vad", "turn", "asr", "llm", "tts"]
+    assert isinstance(fake.asr, Recognizer)
+
+
+def test_without_a_text_score_the_audio_verdict_answers(caplog):
+    caplog.set_level(logging.DEBUG, logger="cadence.session")
+    fake = engines()
+    items = talk(fake)
+    history = [item for item in items if isinstance(item, a.AppendHistory)]
+    said = [(h.role, h.text) for h in history]
+    assert said == [("user", "hello there"), ("assistant", "Hi there. Nice to hear you.")]
+    ends = [r.getMessage() for r in caplog.records if r.getMessage().startswith("turn_end")]
+    assert len(ends) == 1 and "reason=complete" in ends[0] and "text_log10=none" in ends[0], ends
+    assert fake.asr.steps >= 1, "the stepped recognizer did not decode at the onset of the pause"
+    assert fake.llm.prompts and fake.llm.prompts[-1][-1] == Message("user", "hello there")
+
+
+def test_a_failing_vad_unit_is_logged_and_the_conversation_goes_on(caplog):
+    caplog.set_level(logging.WARNING, logger="cadence.session")
+    items = talk(engines(LoudnessVad(fail_at=3)))
+    failures = [r for r in caplog.records if "the VAD failed" in r.getMessage()]
+    assert len(failures) == 1 and "RuntimeError" in failures[0].getMessage()
+    assert any(isinstance(item, a.CommitReply) for item in items), "no reply after the VAD failure"
+
+
+def test_a_conversation_leaves_no_thread_behind():
+    before = {t.ident for t in threading.enumerate()}
+    talk(engines(), seconds_after=1.5)
+    time.sleep(0.2)
+    left = [t.name for t in threading.enumerate() if t.ident not in before and t.name != "echo-delay"]
+    assert left == [], left
