@@ -226,7 +226,8 @@ class RuntimeSettings:
 _TURN_KEYS = {"pause_s": "turn.pause_ms", "max_wait_s": "turn.max_wait_ms", "uncertain_wait_s": "turn.max_wait_ms",
               "disagree_wait_s": "turn.max_wait_ms", "min_barge_in_s": "turn.min_barge_in_ms",
               "turn_threshold": "turn.turn_threshold"}
-MIN_HISTORY_CHARS = 1000  # the prompt must leave room for at least this much conversation
+MIN_HISTORY_CHARS = 1000  # the history kept is at least this long when the context window has room for it
+MIN_TURN_CHARS = 300  # besides the system prompt and the reply, the window must hold this much of what was said
 
 
 def system_prompt(cfg: Config) -> str:
@@ -256,10 +257,10 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
     # window, the history is held to `llm.history_tokens`: each token of context slows every later answer (a
     # 200-turn soak with a full 4096-token window answered 84 % slower at the end than at the start).
     fits = (cfg.llm.n_ctx - cfg.llm.max_reply_tokens - 64) * 3 - len(prompt)
-    if fits < MIN_HISTORY_CHARS:
-        most = max(0, cfg.llm.n_ctx - 64 - (len(prompt) + MIN_HISTORY_CHARS) // 3)
+    if fits < MIN_TURN_CHARS:
+        most = max(0, cfg.llm.n_ctx - 64 - -(-(len(prompt) + MIN_TURN_CHARS) // 3))
         raise ConfigError(f"llm.max_reply_tokens: {cfg.llm.max_reply_tokens} tokens leave no room for the system "
-                          f"prompt and the conversation in llm.n_ctx = {cfg.llm.n_ctx} tokens (at most {most}, or "
+                          f"prompt and what the user says in llm.n_ctx = {cfg.llm.n_ctx} tokens (at most {most}, or "
                           "a larger llm.n_ctx)")
     history_chars = min(fits, max(MIN_HISTORY_CHARS, len(prompt) + 3 * cfg.llm.history_tokens))
     session = SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens,

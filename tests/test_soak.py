@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app.bench.soak import rss_mb
+from app.config import load, runtime_settings
 from app.paths import asset
 from tests.conftest import run_cli
 
@@ -111,7 +112,9 @@ def test_bench_soak_short_run_trims_history_and_reports_every_figure(tmp_path):
 
     prompt, history = data["prompt_tokens"], data["history"]
     assert prompt["n_ctx"] == N_CTX and 0 < prompt["largest"] < prompt["largest_plus_reply"] <= N_CTX
-    assert history["budget_chars"] == 1000 and 0 < history["largest_chars"] <= history["budget_chars"]
+    settings = runtime_settings(load(None, [f"llm.n_ctx={N_CTX}", "llm.max_reply_tokens=16"]))
+    assert history["budget_chars"] == settings.session.history_chars  # what the window holds: ~3 chars a token
+    assert 0 < history["largest_chars"] <= history["budget_chars"]
     assert history["user_turns_dropped"] >= 1, history  # the history was trimmed during the run ...
     assert history["system_prompt_first"] is True  # ... and kept the system prompt first
     assert data["pass"]["context_within_window"] and data["pass"]["system_prompt_first"]
