@@ -54,7 +54,11 @@ class LlmConfig:
     n_threads: int = _opt(2, "CPU threads for llama.cpp", 1, 256)
     n_gpu_layers: int = _opt(0, "layers offloaded to the GPU (-1 = all)", -1, 1000)
     n_ctx: int = _opt(4096, "context window in tokens", 256, 262144)
-    max_reply_tokens: int = _opt(160, "longest reply in tokens", 8, 4096)
+    max_reply_tokens: int = _opt(160, "longest reply in tokens (a reply cut here ends at its last full sentence)", 8,
+                                 4096)
+    max_spoken_words: int = _opt(60, "a reply longer than this many words ends at the next sentence end", 5, 2000)
+    repetition_guard: bool = _opt(True, "stop the model from repeating itself in a loop (a 4-token sequence may "
+                                        "occur twice in a reply, not three times)")
     history_tokens: int = _opt(1024, "conversation kept in the prompt, in tokens (oldest turns dropped first): more "
                                      "remembers longer but answers slower as a session grows", 64, 262144)
     temperature: float = _opt(0.0, "sampling temperature (0 = greedy)", 0.0, 2.0)
@@ -264,5 +268,5 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
                           "a larger llm.n_ctx)")
     history_chars = min(fits, max(MIN_HISTORY_CHARS, len(prompt) + 3 * cfg.llm.history_tokens))
     session = SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens,
-                              history_chars=history_chars)
+                              max_spoken_words=cfg.llm.max_spoken_words, history_chars=history_chars)
     return RuntimeSettings(scheduler, session, prompt)

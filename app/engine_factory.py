@@ -76,13 +76,13 @@ def build_llm(cfg: Config, model_id: str | None = None):
         path = check_user_file("llm", cfg.models.llm_path)
         try:
             return LlamaGenerator(path, n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers, n_ctx=c.n_ctx,
-                                  temperature=c.temperature)
+                                  temperature=c.temperature, repetition_guard=c.repetition_guard)
         except LlmLoadError as exc:
             raise ModelError(f"user llm file {str(path)!r}", str(exc),
                              "point models.llm_path at a working GGUF") from None
     return LlamaGenerator.from_catalog(_entry(model_id or cfg.models.llm, "llm", "a language model").id,
                                        n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers, n_ctx=c.n_ctx,
-                                       temperature=c.temperature)
+                                       temperature=c.temperature, repetition_guard=c.repetition_guard)
 
 
 def build_tts(cfg: Config, model_id: str | None = None, voice: str | None = None, explicit_voice: bool = False):
@@ -121,7 +121,7 @@ ENGINE_KEYS: dict[str, Callable[[Config], tuple]] = {
     "turn": lambda c: (c.models.turn,),
     "asr": lambda c: (c.models.asr, c.models.asr_path, c.scheduler.device_threads),
     "llm": lambda c: (c.models.llm, c.models.llm_path, c.llm.n_threads, c.llm.n_gpu_layers, c.llm.n_ctx,
-                      c.llm.temperature),
+                      c.llm.temperature, c.llm.repetition_guard),
     "tts": lambda c: (c.models.tts, c.models.tts_path, c.scheduler.device_threads,
                       c.models.voice if c.models.tts_path or c.models.tts.startswith("kokoro") else ""),
 }

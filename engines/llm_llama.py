@@ -5,7 +5,8 @@ the differing suffix is evaluated (the conversation-prefix cache across turns); 
 just leaves tokens that the next prompt truncates away; when the history drops its oldest turns, the dropped
 stretch is cut out of the cache and the rest moved back (a context shift) rather than evaluated again. Steps sample
 one token per decode and pause between chunks with nothing to redo. End of generation is the vocabulary's
-end-of-generation set (`llama_vocab_is_eog`).
+end-of-generation set (`llama_vocab_is_eog`). A repetition guard (engines/repetition.py) turns away a token that
+would repeat a 4-token sequence a third time; a reply that keeps trying ends ("loop", cut like the length limit).
 The text end-of-utterance score is log10 P(end-of-message token) after the user's text, read from the same
 prefill that evaluates the reply's prompt (see docs/engines-llm.md)."""
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from engines.chat_template import ChatTemplate
 from engines.llama_loader import LlmLoadError, load_model, model_meta
 from engines.protocols import GenerationStep, Message
+from engines.repetition import MAX_BANS, banned_next
 
 _LN10 = math.log(10.0)
 MIN_SHIFT = 16  # a context shift must keep at least this many tokens to be worth it
@@ -46,7 +48,8 @@ class LlamaGeneration:
         self.max_tokens = max(0, min(max_tokens, gen.n_ctx - self.prompt_tokens))
         self.generated: list[int] = []
         self.finished = False
-        self.finish_reason = ""  # "eog" | "length" | "cancelled" | "superseded"
+        self.finish_reason = ""  # "eog" | "length" | "loop" | "cancelled" | "superseded"
+        self.loop_bans = 0  # times the repetition guard turned the greedy choice away
         self.prefill_s = 0.0  # wall time spent evaluating the prompt
         self._stage = 0
         self._evaluated = 0
@@ -106,7 +109,13 @@ class LlamaGeneration:
             else:
                 assert self._logits is not None, "prefill() leaves the logits for the first token"
                 logits = self._logits
-            token = gen._choose(logits)
+            banned = banned_next(self.generated) if gen.repetition_guard else set()
+            token = gen._choose(logits, banned)
+            if banned and gen._choose(logits) in banned:
+                self.loop_bans += 1
+                if self.loop_bans > MAX_BANS:  # it keeps trying to repeat itself: the reply is over
+                    self.finished, self.finish_reason = True, "loop"
+                    break
             if gen._is_end(token) or (token == self._end and self._end_stops):
                 self.finished, self.finish_reason = True, "eog"
                 break
@@ -117,7 +126,7 @@ class LlamaGeneration:
             self.finished, self.finish_reason = True, "length"
         if self.finished:  # a character cut off by the length limit is dropped, not shown as U+FFFD
             self._release()
-        return GenerationStep("".join(parts), n, self.finished)
+        return GenerationStep("".join(parts), n, self.finished, cut=self.finish_reason in ("length", "loop"))
 
     def cancel(self) -> None:
         if not self.finished:
@@ -135,13 +144,14 @@ class LlamaGenerator:
 
     def __init__(self, model_path: str | Path, *, n_threads: int = 2, n_gpu_layers: int = 0, n_ctx: int = 4096,
                  chat_format: str | None = None, seed: int | None = None, temperature: float = 0.0,
-                 top_k: int = 40, n_batch: int = 512, repack: bool = False, name: str | None = None):
+                 top_k: int = 40, n_batch: int = 512, repack: bool = False, name: str | None = None,
+                 repetition_guard: bool = True):
         """`n_gpu_layers` −1 offloads every layer (CUDA builds). `repack` enables llama.cpp's CPU weight repacking
         (extra buffer types); off by default: with it, batched decodes crash this build on AMX CPUs."""
         path = Path(model_path)
         self._model, self._ctx = load_model(path, n_gpu_layers, repack, n_ctx, n_batch, n_threads)
         self.name = name or path.stem
-        self.temperature, self.top_k = temperature, top_k
+        self.temperature, self.top_k, self.repetition_guard = temperature, top_k, repetition_guard
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
         vocab, mem = llama_cpp.llama_model_get_vocab(self._model), llama_cpp.llama_get_memory(self._ctx)
         assert vocab is not None and mem is not None, "a loaded model has a vocabulary, its context a KV memory"
@@ -349,7 +359,10 @@ class LlamaGenerator:
 
     # ---- tokens --------------------------------------------------------------------------------------------
 
-    def _choose(self, logits: np.ndarray) -> int:
+    def _choose(self, logits: np.ndarray, banned: set[int] | frozenset[int] = frozenset()) -> int:
+        if banned:
+            logits = logits.copy()
+            logits[list(banned)] = -np.inf
         if self.temperature <= 0.0:
             return int(np.argmax(logits))
         k = min(self.top_k, len(logits)) if self.top_k > 0 else len(logits)

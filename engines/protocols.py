@@ -60,6 +60,8 @@ class GenerationStep:
     text: str  # the text produced by this step (may be empty while a multi-byte character is pending)
     tokens: int  # tokens generated in this step
     finished: bool  # end of generation reached (end-of-generation token or the length limit)
+    cut: bool = False  # it ended before the reply did (the length limit, a repetition loop): the text may stop
+    # mid-sentence, and a voice should not speak a half sentence
 
 
 @runtime_checkable

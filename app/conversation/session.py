@@ -279,6 +279,7 @@ class Session:
             on_segment=lambda i, text, dur: self.post(e.ReplyAudio(clock(), turn, i, text, dur)),
             on_finished=lambda summary: self.post(ReplyEnded(turn, summary)),
             on_error=lambda exc: self.post(e.EngineFailed(clock(), turn, Stage.REPLY, type(exc).__name__)),
+            max_words=self.settings.max_spoken_words,
         ).start()
 
     def _flush(self, turn: int) -> None:

@@ -13,4 +13,5 @@ class SessionSettings:
     turn: TurnSettings = TurnSettings()
     vad: VadSettings = VadSettings()
     max_reply_tokens: int = 160
+    max_spoken_words: int = 60  # past this, the reply ends at its next sentence end
     history_chars: int = 9000  # the history kept in the prompt (oldest turns dropped first; system prompt kept)
