@@ -41,7 +41,8 @@ class ModelsConfig:
     vad: str = _opt("silero-vad", "catalog id of the voice activity detector")
     turn: str = _opt("smart-turn-v3.2", "catalog id of the end-of-turn model")
     asr: str = _opt("whisper-tiny.en", "catalog id of the speech recognizer")
-    llm: str = _opt("qwen2.5-coder-0.5b", "catalog id of the language model")
+    llm: str = _opt("qwen2.5-coder-1.5b", "catalog id of the language model (qwen2.5-coder-0.5b: faster, less "
+                                          "often right)")
     tts: str = _opt("piper-joe-medium", "catalog id of the voice engine (piper-joe-medium or kokoro-82m-int8)")
     voice: str = _opt("af_heart", "Kokoro voice (one of the 28 English voices)")
     llm_path: str = _opt("", "a GGUF file to use instead of the catalog LLM")

@@ -98,7 +98,8 @@ def test_a_cancelled_reply_stops_its_llm_chunk_within_a_few_tokens(sched):
     """A barge-in cancels the reply's turn: the LLM chunk running then (up to 96 tokens, seconds of decoding on a
     busy CPU) stops at its next inner step, so the user's next turn does not wait behind it."""
     from app.audio.playback import PlaybackBuffer
-    from app.conversation.reply import LATER_CHUNK_STEP, Reply
+    from app.conversation.reply import Reply
+    from app.conversation.reply_text import LATER_CHUNK_STEP
     from engines.protocols import AudioChunk, GenerationStep
 
     class SlowGeneration:  # 10 ms a token; a sentence end every 12 tokens

@@ -13,6 +13,7 @@ from app.audio.playback import PlaybackBuffer
 from app.bench import installed
 from app.bench.scheduler import BLOCK, MODES, RATE, RealtimePlayer
 from app.commands.bench import SUBCOMMANDS
+from app.config import Config
 from tests.conftest import run_cli, speech_manifest
 
 SMALL_LLM = ("--set", "models.llm=smollm2-135m")
@@ -49,7 +50,7 @@ def test_bench_engines_quick_reports_every_engine(tmp_path):
             positive_summary(engines[model_id]["metrics"][metric])
             assert metric in stdout
         assert model_id in stdout
-    assert "qwen2.5-coder-0.5b" not in engines  # --set models.llm replaced the default LLM
+    assert Config().models.llm not in engines  # --set models.llm replaced the default LLM
     llm = engines["smollm2-135m"]["metrics"]
     assert llm["reused_prompt_tokens"]["p50"] > 0  # the cached-prefix figure really reused the system prompt
     assert llm["first_token_cached_ms"]["p50"] < llm["first_token_cold_ms"]["p50"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.config import from_dict
+from app.config import Config, from_dict
 from engines.store import cache_root
 from tests.conftest import SPEECH, run_cli
 from tests.conversation_watch import RATE, clip, reference
@@ -73,7 +73,7 @@ def test_a_missing_or_corrupt_llm_file_at_start_is_one_line(tmp_path, kind, need
 def test_a_missing_or_corrupt_catalog_model_at_start_is_one_line(empty_model_cache):
     question = str(SPEECH / "en_goforward.wav")
     proc = run_cli("headless", question)  # the default LLM is assembled into the cache on install: not there
-    assert_one_error_line(proc, "is not installed", "cadence models install qwen2.5-coder-0.5b")
+    assert_one_error_line(proc, "is not installed", f"cadence models install {Config().models.llm}")
     corrupt_kokoro()
     proc = run_cli("headless", question, "--set", "models.llm=smollm2-135m", "--set", "models.tts=kokoro-82m-int8")
     assert_one_error_line(proc, "sha256", "cadence models install --force kokoro-82m-int8")

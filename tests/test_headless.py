@@ -47,7 +47,7 @@ def test_one_spoken_turn_through_the_cli(tmp_path):
     assert abs(turn["v2v_ms"] - turn["v2v_waveform_ms"]) <= 40, turn
     assert set(turn["stages_ms"]) == {"asr", "turn", "llm_first_token", "tts_first_audio"}
     assert all(v is not None and v >= 0 for v in turn["stages_ms"].values())
-    assert data["summary"]["v2v"]["n"] == 1 and data["engines"]["llm"] == "qwen2.5-coder-0.5b"
+    assert data["summary"]["v2v"]["n"] == 1 and data["engines"]["llm"] == Config().models.llm
     stereo = read_audio_stereo(out)
     user_end = np.nonzero(envelope_db(stereo[:, 0], 16000) > -45)[0][-1] * 0.01
     agent_start = np.nonzero(np.abs(stereo[:, 1]) > 1e-3)[0][0] / 16000

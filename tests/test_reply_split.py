@@ -1,6 +1,6 @@
 """The reply's first segment is short: at a clause mark when one comes, else cut at a space after 48 characters,
 so a long first sentence does not hold back the first audio. Later segments are whole sentences."""
-from app.conversation.reply import FIRST_SEGMENT_MAX_CHARS, split_reply
+from app.conversation.reply_text import FIRST_SEGMENT_MAX_CHARS, split_reply
 
 
 def test_first_segment_stops_at_a_clause_mark():

@@ -7,8 +7,8 @@ import doctest
 
 import pytest
 
-from app.conversation import reply as reply_mod
 from app.conversation import spoken
+from app.conversation.reply_text import speak_all
 from app.conversation.spoken import speakable, unreadable
 from engines import repetition
 
@@ -73,42 +73,26 @@ class Steps:
         self.cancelled = True
 
 
-def produce_all(reply, generation) -> list[str]:
-    """Run the reply's produce/split loop as the stream does and return the segments it would speak."""
-    from scheduler import CancelToken
-
-    reply._generation = lambda: generation
-    buffer, spoken_segments, finished, first = "", [], False, True
-    while not finished:
-        (text, finished), _ = reply._produce(8, CancelToken()).value, None
-        buffer += text
-        segments, buffer = reply._split(buffer, first, finished)
-        first = first and not segments
-        spoken_segments += segments
-    return spoken_segments
-
-
-def make_reply(max_words: int = 60):
-    reply = reply_mod.Reply.__new__(reply_mod.Reply)
-    reply._text, reply._first_cut, reply.first_token_at, reply.max_words, reply.cut = "", False, None, max_words, False
-    return reply
+def produce_all(max_words: int, generation) -> list[str]:
+    """The segments the reply would speak, through the same text loop the live reply runs."""
+    return speak_all(generation, max_words=max_words, chunk_tokens=8)[0]
 
 
 def test_a_cut_reply_does_not_speak_its_unfinished_sentence():
     generation = Steps(["Pack a warm jacket. ", "Bring an umbrella. ", "You should also bring a"], cut=True)
-    assert produce_all(make_reply(), generation) == ["Pack a warm jacket.", "Bring an umbrella."]
+    assert produce_all(60, generation) == ["Pack a warm jacket.", "Bring an umbrella."]
 
 
 def test_a_reply_that_ends_by_itself_says_everything():
     generation = Steps(["It is 5 km away. ", "About 3 × 60 minutes on foot"])
-    assert produce_all(make_reply(), generation) == ["It is five kilometers away.",
+    assert produce_all(60, generation) == ["It is five kilometers away.",
                                                      "About three times sixty minutes on foot"]
 
 
 def test_a_long_reply_ends_at_the_first_sentence_end_past_the_word_cap():
     generation = Steps(["One two three four five six. ", "Seven eight nine ten eleven. ", "Twelve thirteen. ",
                         "Never said."])
-    said = produce_all(make_reply(max_words=8), generation)
+    said = produce_all(8, generation)
     assert said == ["One two three four five six.", "Seven eight nine ten eleven."] and generation.cancelled
 
 

@@ -140,7 +140,7 @@ def play_reply(scheduler, llm, tts, playback, player: RealtimePlayer, system: st
         return None if at is None else (at - t0) * 1000
 
     return {"prompt": prompt, "first_audio_ms": ms(track.first_at), "total_ms": ms(track.last_at),
-            "first_token_ms": ms(reply.first_token_at), "underruns": track.underruns,
+            "first_token_ms": ms(reply.text.first_token_at), "underruns": track.underruns,
             "gap_ms": track.gap_samples / RATE * 1000, "audio_s": round(summary.media_s, 3),
             "segments": len(summary.rendered), "prompt_tokens": generation.prompt_tokens,
             "reused_tokens": generation.reused_tokens, "text": summary.text.strip()}

@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                                                "ASR, turn, LLM first token, TTS first audio and V2V"),
     "soak": ("app.bench.soak", "one long session (default 200 turns): memory growth, V2V drift, LLM context kept "
                                "within its window with the system prompt first"),
+    "answers": ("app.bench.answers", "65 spoken questions with accepted answers through the real session: accuracy, "
+                                     "unreadable symbols, repetition loops, spoken length, V2V, memory"),
     "echo": ("app.bench.echo", "the echo canceller on the agent's voice with real people talking over it: echo "
                                "reduction, near-end level in double talk, delay estimate, WER with and without"),
 }

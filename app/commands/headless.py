@@ -34,30 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    echo_db=None, echo_delay_ms=100.0, echo_reverb=False)
 
 
-def user_voice_synthesizer(cfg):
-    """A voice unlike the agent's for scripted text turns: Kokoro, with a voice the agent does not use."""
-    from app.engine_factory import build_tts
-
-    tts = build_tts(cfg, "kokoro-82m-int8", voice="am_michael" if cfg.models.voice != "am_michael" else "bm_george")
-
-    def synthesize(text: str, voice: str):
-        import numpy as np
-
-        from engines.audio_io import resample
-        from engines.protocols import VoiceChoice
-
-        if voice and isinstance(tts, VoiceChoice):  # a Kokoro voice: always, as asked above
-            tts.set_voice(voice)
-        chunks = [resample(c.samples, c.sample_rate, 16000) for c in tts.synthesize(text)]
-        if not chunks:
-            raise InputError(f"script text {text!r} produced no speech")
-        return np.concatenate(chunks)
-
-    return synthesize
-
-
 def _turns(args, cfg):
-    from app.headless.script import ScriptTurn, load_turns, parse_script
+    from app.headless.script import ScriptTurn, load_turns, parse_script, user_voice_synthesizer
 
     if args.script and args.inputs:
         raise InputError("give WAV inputs or --script, not both")

@@ -75,7 +75,8 @@ def _latex(text: str) -> str:
 def _markdown(text: str) -> str:
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)  # [text](url): the text
     text = re.sub(r"^[ \t]*(?:[-+*•]|#{1,6})[ \t]+", "", text, flags=re.MULTILINE)
-    text = re.sub(r"(\*\*|__|\*|`+|~~)", "", text)
+    text = re.sub(r"\*(?=\S)([^*\n]+?)(?<=\S)\*", r"\1", text.replace("**", ""))  # *emphasis*; "a * b" stays
+    text = re.sub(r"(__|`+|~~)", "", text)
     return re.sub(r"^[ \t]*(\d{1,2})[.)][ \t]+(\w)",
                   lambda m: _list_item(int(m[1]), m[2]), text, flags=re.MULTILINE)
 
@@ -110,6 +111,7 @@ def _money_and_units(text: str) -> str:
     text = re.sub(rf"([$€£])\s?({NUMBER})(?:\s?(million|billion|thousand)\b)?", money, text)
     text = re.sub(rf"({NUMBER})\s?°\s?([CF])\b",
                   lambda m: f"{m[1]} degrees {'Celsius' if m[2] == 'C' else 'Fahrenheit'}", text)
+    text = re.sub(r"\s?°\s?([CF])\b", lambda m: f" degrees {'Celsius' if m[1] == 'C' else 'Fahrenheit'}", text)
     text = re.sub(r"\s?°", " degrees", text)
     text = re.sub(rf"({NUMBER})\s?%", r"\1 percent", text)
     units = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
@@ -120,6 +122,7 @@ def _math(text: str) -> str:
     for fraction, said in _FRACTIONS.items():
         text = re.sub(rf"(?<![\d/]){re.escape(fraction)}(?![\d/])", said, text)
     text = text.replace("²", "^2").replace("³", "^3")
+    text = re.sub(r"\s*×\s*|(?<=\S)\s\*\s(?=\S)", " times ", text)  # (Celsius × 9/5), a * b
     operand = rf"(?:{NUMBER}|[a-zA-Z]\b|\))"
     for pattern, said in ((r"\*|x(?=\s)", "times"), (r"/", "divided by"), (r"\+", "plus"),
                           (r"-|−", "minus"), (r"=", "equals"), (r"<", "is less than"), (r">", "is more than")):

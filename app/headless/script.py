@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.config import Config
 from app.errors import InputError
 from engines.audio_io import read_audio
 
@@ -139,3 +140,23 @@ class ScriptedInput:
                 self._force, self._waiting_since = True, now  # move on
             break
         return out
+
+
+def user_voice_synthesizer(cfg: Config) -> Callable[[str, str], np.ndarray]:
+    """A voice unlike the agent's for scripted text turns: Kokoro, with a voice the agent does not use."""
+    from app.engine_factory import build_tts
+
+    tts = build_tts(cfg, "kokoro-82m-int8", voice="am_michael" if cfg.models.voice != "am_michael" else "bm_george")
+
+    def synthesize(text: str, voice: str) -> np.ndarray:
+        from engines.audio_io import resample
+        from engines.protocols import VoiceChoice
+
+        if voice and isinstance(tts, VoiceChoice):  # a Kokoro voice: always, as asked above
+            tts.set_voice(voice)
+        chunks = [resample(c.samples, c.sample_rate, 16000) for c in tts.synthesize(text)]
+        if not chunks:
+            raise InputError(f"script text {text!r} produced no speech")
+        return np.concatenate(chunks)
+
+    return synthesize
