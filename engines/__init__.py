@@ -9,3 +9,6 @@ QUIET_LOGGERS = ("piper", "kokoro_onnx", "kokoro", "misaki", "phonemizer", "fast
                  "nemo_logger")
 for _name in QUIET_LOGGERS:
     logging.getLogger(_name).setLevel(logging.WARNING)
+# espeak's phonemizer warns "words count mismatch" whenever a sentence has punctuation it reads as a pause: noise on
+# every spoken question, nothing a user can act on
+logging.getLogger("phonemizer").setLevel(logging.ERROR)

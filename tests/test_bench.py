@@ -127,6 +127,8 @@ def test_every_bench_subcommand_module_has_the_entry_points():
     (("bench", "scheduler", "--prompts", "0"), "--prompts"),
     (("bench", "engines", "--only", "vad,nope"), "nope"),
     (("bench", "engines", "--json", "/nonexistent-dir/x.json"), "does not exist"),
+    (("bench", "answers", "--questions", "0"), "--questions"),
+    (("bench", "answers", "--prompt", "/nonexistent-dir/prompt.txt"), "cannot read the prompt"),
 ])
 def test_bad_options_fail_with_one_line_before_loading_models(args, needle):
     proc = run_cli(*args, timeout=60)
@@ -134,3 +136,30 @@ def test_bad_options_fail_with_one_line_before_loading_models(args, needle):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cadence: error:") and needle in lines[0], proc.stderr
     assert "[bench:" not in proc.stderr  # nothing was loaded
+
+
+@pytest.mark.slow
+def test_bench_answers_text_mode_scores_every_question(tmp_path):
+    data, stdout = run_bench(tmp_path, "answers", "--text")  # --quick: 9 questions spread over the kinds
+    rows = data["questions"]
+    assert data["mode"] == "text" and len(rows) == data["accuracy"]["n"] == 9
+    assert {row["kind"] for row in rows} == {"fact", "math", "units", "howto", "hedge"}
+    assert data["accuracy"]["correct"] == sum(row["correct"] for row in rows)
+    assert sum(v["n"] for v in data["by_kind"].values()) == 9
+    for row in rows:
+        assert row["reply"] and row["words"] == len(row["reply"].split())
+        assert not any(ch.isdigit() for ch in row["reply"]), row  # scored in the form it was spoken
+    assert data["rss_mb"]["loaded"] > 50 and "accuracy:" in stdout and data["machine"]["cpu"]
+
+
+@pytest.mark.slow
+def test_bench_answers_asks_through_the_spoken_session(tmp_path):
+    out = tmp_path / "answers.json"
+    proc = run_cli(*SMALL_LLM, "bench", "answers", "--questions", "3", "--json", str(out), timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    rows = data["questions"]
+    assert data["mode"] == "spoken" and len(rows) == 3 and data["unanswered"] == 0, data["notes"]
+    assert all(row["heard_right"] for row in rows), [row["heard"] for row in rows]  # Kokoro voices, clearly heard
+    assert data["v2v_ms"]["n"] == 3 and all(row["v2v_ms"] > 0 for row in rows)
+    assert all(row["reply"] and not any(ch.isdigit() for ch in row["reply"]) for row in rows)

@@ -262,7 +262,7 @@ def test_duplicate_and_out_of_order_segments_keep_play_order():
     s = committed()
     s, _ = run([ReplyAudio(2.0, 1, 1, "second.", 1.0), ReplyAudio(2.0, 1, 0, "first", 1.0),
                 ReplyAudio(2.1, 1, 0, "dup", 1.0)], s)
-    assert [text for _, text, _ in s.segments] == ["first", "second."]
+    assert [text for _, text, _, _ in s.segments] == ["first", "second."]
 
 
 # ---- barge-in ------------------------------------------------------------------------------------

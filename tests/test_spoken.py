@@ -10,6 +10,7 @@ import pytest
 from app.conversation import spoken
 from app.conversation.reply_text import speak_all
 from app.conversation.spoken import speakable, unreadable
+from app.conversation.state import step
 from engines import repetition
 
 
@@ -101,3 +102,36 @@ def test_the_repetition_guard_leaves_ordinary_text_alone_and_bans_a_third_repeat
     assert all(not repetition.banned_next(ordinary[:i]) for i in range(len(ordinary) + 1))
     loop = [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]
     assert repetition.banned_next(loop) == {4}
+
+
+def test_the_history_keeps_the_models_own_words_and_the_transcript_what_was_said():
+    """The window shows the spoken form; the model's history keeps its written form, cut where the user stopped
+    hearing (fed its answers in spoken form, the 1.5B model started writing "one eight0" for 180)."""
+    from app.conversation import actions as a
+    from app.conversation import events as e
+    from app.conversation import history
+    from app.conversation.state import ConversationState, Phase
+
+    assert doctest.testmod(history).failed == 0
+    state = ConversationState(phase=Phase.SPEAKING, turn_id=1)
+    for event in (e.ReplyAudio(1.0, 1, 0, "Three times sixty is one hundred and eighty.", 2.0,
+                               "3 × 60 is 180."),
+                  e.ReplyAudio(1.1, 1, 1, "It is easy.", 1.0), e.PlaybackProgress(2.0, 1, 3.0),
+                  e.ReplyFinished(3.0, 1), e.PlaybackFinished(3.1, 1)):
+        state, actions = step(state, event)
+    (done,) = [x for x in actions if isinstance(x, a.AppendHistory)]
+    assert done.text == "Three times sixty is one hundred and eighty. It is easy."
+    assert done.model_text == "3 × 60 is 180. It is easy."
+    state = ConversationState(phase=Phase.SPEAKING, turn_id=1, barge_in_at=1.9)
+    state, _ = step(state, e.ReplyAudio(1.0, 1, 0, "One two three four five six.", 2.0, "1 2 3 4 5 6."))
+    state, _ = step(state, e.PlaybackProgress(1.5, 1, 1.0))
+    state, actions = step(state, e.Tick(2.5))  # the barge-in is confirmed half-way through the segment
+    (cut,) = [x for x in actions if isinstance(x, a.AppendHistory)]
+    assert cut.interrupted and cut.text == "One two three" and cut.model_text == "1 2 3"
+
+
+def test_each_segment_keeps_its_written_form_in_order():
+    generation = Steps(["It is 5 km away. ", "About 3 × 60 minutes."])
+    segments, text = speak_all(generation, max_words=60, chunk_tokens=8)
+    assert segments == ["It is five kilometers away.", "About three times sixty minutes."]
+    assert text.written == ["It is 5 km away.", "About 3 × 60 minutes."]

@@ -92,11 +92,17 @@ class ResumePlayback:
 
 @dataclass(frozen=True, slots=True)
 class AppendHistory:
-    """Add a message to the chat history (the assistant's text is what the user heard)."""
+    """Add a message to the chat history (the assistant's text is what the user heard).
+
+    ``text`` is what was said (the transcript shows it); ``model_text``, for the assistant, is the same words as the
+    language model wrote them, which is what its own history keeps (empty: the same as ``text``). A model fed its
+    answers in spoken form imitates it and gets numbers wrong ("one eight0").
+    """
 
     role: Literal["user", "assistant"]
     text: str
     interrupted: bool = False
+    model_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,8 @@ class ReplyText:
 class ReplyAudio:
     """TTS rendered segment ``segment_index`` (0, 1, ...): ``duration_s`` of audio speaking ``text``.
 
-    ``duration_s`` is the audio as it will be played, including any silence added after it.
+    ``duration_s`` is the audio as it will be played, including any silence added after it. ``text`` is the
+    segment as spoken ("three times sixty"); ``written`` as the language model wrote it ("3 × 60"; empty: the same).
     """
 
     t: float
@@ -97,6 +98,7 @@ class ReplyAudio:
     segment_index: int
     text: str
     duration_s: float
+    written: str = ""
 
 
 @dataclass(frozen=True, slots=True)

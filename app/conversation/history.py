@@ -42,6 +42,28 @@ def heard_text(segments: Sequence[tuple[str, float]], played_s: float) -> str:
     return " ".join(part for part in heard if part)
 
 
+def heard_both(segments: Sequence[tuple[str, str, float]], played_s: float) -> tuple[str, str]:
+    """``heard_text`` of segments (spoken, written, duration_s), and the written form cut at the same point (the
+    segment playing when playback stopped keeps the same share of its written words as of its spoken words).
+
+    >>> heard_both([("Three times sixty.", "3 × 60.", 1.0), ("Easy.", "Easy.", 1.0)], 2.0)
+    ('Three times sixty. Easy.', '3 × 60. Easy.')
+    >>> heard_both([("One two three four.", "1 2 3 4.", 1.0)], 0.5)
+    ('One two three', '1 2 3')
+    """
+    spoken, written, remaining = [], [], played_s
+    for said, wrote, duration_s in segments:
+        if remaining <= 0:
+            break
+        part = heard_text([(said, duration_s)], remaining)
+        words, wrote = said.split(), (wrote or said).split()
+        keep = len(wrote) if remaining >= duration_s else -(-len(part.split()) * len(wrote) // max(1, len(words)))
+        spoken.append(part)
+        written.append(" ".join(wrote[:keep]))
+        remaining -= duration_s
+    return " ".join(part for part in spoken if part), " ".join(part for part in written if part)
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Role

@@ -34,6 +34,7 @@ class ReplyText:
         self.text = ""  # everything the generation produced so far (written form)
         self.cut = False  # the generation stopped mid-reply: its unfinished last sentence is not spoken
         self.first_token_at: float | None = None
+        self.written: list[str] = []  # each segment as the model wrote it, in the order `split` returned them
         self._first_cut = False
 
     def generate(self, generation: Generation, max_tokens: int,
@@ -65,7 +66,9 @@ class ReplyText:
             if not segments and first and rest.strip():
                 segments = [rest.strip()]
             rest = ""
-        return [text for text in map(speakable, segments) if text], rest
+        pairs = [(said, wrote) for said, wrote in ((speakable(text), text) for text in segments) if said]
+        self.written += [wrote for _, wrote in pairs]
+        return [said for said, _ in pairs], rest
 
 
 def speak_all(generation: Generation, max_words: int = 60, chunk_tokens: int = 32) -> tuple[list[str], ReplyText]:

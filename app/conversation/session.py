@@ -257,8 +257,8 @@ class Session:
                     self._barge_onset = self.state.barge_in_at
             case a.ResumePlayback():
                 self.playback.resume()
-            case a.AppendHistory(role=role, text=text, interrupted=interrupted):
-                history = self.history.append(role, text, interrupted)
+            case a.AppendHistory(role=role, text=text, interrupted=interrupted, model_text=model_text):
+                history = self.history.append(role, model_text or text, interrupted)  # the model's own words
                 self.history = history.trim(self.settings.history_chars, per_message=12)  # a long session stays bounded
             case a.LogEvent(kind=kind, detail=detail):
                 log.log(logging.INFO if kind in INFO_LOGS else logging.DEBUG, "%s %s", kind, detail)
@@ -274,9 +274,15 @@ class Session:
     def _commit(self, turn: int) -> None:
         speculation = self._speculation.pop(turn)
         clock = self.scheduler.clock
+        replies = self._replies
+
+        def written(index: int) -> str:
+            reply = replies.get(turn)
+            return reply.text.written[index] if reply is not None and index < len(reply.text.written) else ""
+
         self._replies[turn] = Reply(
             self.scheduler, turn, speculation.ready, self.engines.tts, self.playback,
-            on_segment=lambda i, text, dur: self.post(e.ReplyAudio(clock(), turn, i, text, dur)),
+            on_segment=lambda i, text, dur: self.post(e.ReplyAudio(clock(), turn, i, text, dur, written(i))),
             on_finished=lambda summary: self.post(ReplyEnded(turn, summary)),
             on_error=lambda exc: self.post(e.EngineFailed(clock(), turn, Stage.REPLY, type(exc).__name__)),
             max_words=self.settings.max_spoken_words,

@@ -12,7 +12,7 @@ from typing import assert_never
 
 from app.conversation import actions as a
 from app.conversation import events as e
-from app.conversation.history import heard_text
+from app.conversation.history import heard_both, heard_text
 
 Actions = tuple[a.Action, ...]
 
@@ -84,7 +84,7 @@ class ConversationState:
     text_score: float | None = None
     text_score_known: bool = False  # a score (or "none available") arrived
     # The reply
-    segments: tuple[tuple[int, str, float], ...] = ()  # rendered: (index, text, duration_s)
+    segments: tuple[tuple[int, str, float, str], ...] = ()  # rendered: (index, spoken, duration_s, written)
     played_s: float = 0.0
     reply_finished: bool = False
     playback_finished: bool = False
@@ -92,7 +92,11 @@ class ConversationState:
 
     def heard(self) -> str:
         """The reply text the user has heard so far."""
-        return heard_text([(text, d) for _, text, d in self.segments], self.played_s)
+        return heard_text([(text, d) for _, text, d, _ in self.segments], self.played_s)
+
+    def heard_both(self) -> tuple[str, str]:
+        """What the user heard so far, as spoken and as the language model wrote it."""
+        return heard_both([(text, written, d) for _, text, d, written in self.segments], self.played_s)
 
 
 Result = tuple[ConversationState, Actions]
@@ -105,6 +109,11 @@ _TURN_DEFAULTS = {
 def _fresh(state: ConversationState, phase: Phase, **changes: object) -> ConversationState:
     """``state`` with every per-turn field reset, then ``changes`` applied."""
     return replace(state, **{**_TURN_DEFAULTS, "phase": phase, **changes})
+
+
+def _assistant(heard: str, written: str, interrupted: bool = False) -> a.AppendHistory:
+    """The reply as heard, and (when it differs) as the language model wrote it, for its own history."""
+    return a.AppendHistory("assistant", heard, interrupted, model_text=written if written != heard else "")
 
 
 def _log(kind: str, **values: float | str) -> a.LogEvent:
@@ -180,11 +189,11 @@ def _end_reply(state: ConversationState, actions: Actions) -> Result:
 
 def _interrupt(state: ConversationState, t: float) -> Result:
     """Barge-in confirmed: stop the reply, keep what was heard, start the user's new turn."""
-    heard = state.heard()
+    heard, written = state.heard_both()
     actions: Actions = (
         a.CancelReply(state.turn_id, "barge_in"),
         a.FlushPlayback(state.turn_id),
-        a.AppendHistory("assistant", heard, interrupted=True),
+        _assistant(heard, written, interrupted=True),
         _log("barge_in", played_s=state.played_s, heard_chars=len(heard), at=t),
     )
     started = state.barge_in_at if state.barge_in_at is not None else t
@@ -209,8 +218,10 @@ def _maybe_finish(state: ConversationState) -> Result:
     nothing_left_to_play = state.playback_finished or not state.segments
     if not (state.reply_finished and nothing_left_to_play):
         return state, ()
-    text = " ".join(text for _, text, _ in state.segments)
-    actions: Actions = (a.AppendHistory("assistant", text), _log("reply_done", segments=len(state.segments)))
+    text = " ".join(text for _, text, _, _ in state.segments)
+    written = " ".join(written or text for _, text, _, written in state.segments)
+    actions: Actions = (_assistant(text, written),
+                        _log("reply_done", segments=len(state.segments)))
     return _end_reply(state, actions)
 
 
@@ -291,9 +302,9 @@ def _on_text_score(s: ConversationState, ev: e.EndOfUtteranceScore) -> Result:
 
 def _on_reply_audio(s: ConversationState, ev: e.ReplyAudio) -> Result:
     replying = s.phase in (Phase.USER_PAUSED, Phase.RESPONDING, Phase.SPEAKING)
-    if not replying or any(i == ev.segment_index for i, _, _ in s.segments):
+    if not replying or any(i == ev.segment_index for i, _, _, _ in s.segments):
         return s, ()
-    segments = tuple(sorted(s.segments + ((ev.segment_index, ev.text, ev.duration_s),)))
+    segments = tuple(sorted(s.segments + ((ev.segment_index, ev.text, ev.duration_s, ev.written or ev.text),)))
     return replace(s, segments=segments, playback_finished=False), ()
 
 
@@ -323,7 +334,8 @@ def _on_engine_failed(s: ConversationState, ev: e.EngineFailed) -> Result:
         return s, ()
     actions: Actions = (a.CancelReply(s.turn_id, f"{ev.stage}_failed"), a.FlushPlayback(s.turn_id))
     if s.phase in (Phase.RESPONDING, Phase.SPEAKING):
-        actions += (a.AppendHistory("assistant", s.heard(), interrupted=True),)
+        heard, written = s.heard_both()
+        actions += (_assistant(heard, written, interrupted=True),)
     actions += (a.LogEvent("engine_failed", f"stage={ev.stage} phase={s.phase.value} reason={ev.reason}"),)
     return _end_reply(s, actions)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.conversation.spoken import unreadable
-from app.metrics.wer import normalise, wer
+from app.metrics.wer import normalise
 
 KINDS = ("fact", "math", "units", "howto", "hedge")
 
@@ -70,15 +70,17 @@ def markup(reply: str) -> list[str]:
     return unreadable(reply)
 
 
-def align(questions: Sequence[Question], transcripts: Sequence[str], max_wer: float = 0.6) -> list[int | None]:
-    """For each question, the index of the turn that asked it (in order), or None when no turn did: a question the
-    pipeline merged into another turn or never answered is not matched with the next question's reply."""
+def align(questions: Sequence[Question], transcripts: Sequence[str], min_recall: float = 0.6) -> list[int | None]:
+    """For each question, the index of the turn that asked it (in order), or None when no turn did. A turn asked a
+    question when it holds most of the question's words: a question the pipeline merged into the turn before, or
+    never heard, is not matched with the next question's reply."""
     out: list[int | None] = []
     start = 0
     for question in questions:
+        words = set(normalise(question.text).split())
         found = None
         for i in range(start, min(start + 3, len(transcripts))):
-            if wer(question.text, transcripts[i]) <= max_wer:
+            if len(words & set(normalise(transcripts[i]).split())) >= min_recall * len(words):
                 found = i
                 break
         out.append(found)
