@@ -182,18 +182,23 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def load(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the config file (if it exists), then `--set` overrides."""
+    """Defaults, then the config file (if it exists), then `--set` overrides, checked together (two overrides
+    that only make sense as a pair, such as a smaller `llm.n_ctx` with a smaller `llm.max_reply_tokens`, are
+    accepted in either order)."""
     path = path or config_path()
-    cfg = Config()
+    raw: dict[str, Any] = {}
     if path.is_file():
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        cfg = from_dict(raw, cfg)
     for text in overrides:
-        cfg = from_dict(parse_override(text), cfg)
-    return cfg
+        for section, values in parse_override(text).items():
+            if isinstance(raw.get(section), dict) and isinstance(values, dict):
+                raw[section] = {**raw[section], **values}
+            else:
+                raw[section] = values
+    return from_dict(raw, Config())
 
 
 def save(cfg: Config, path: Path | None = None) -> Path:
@@ -267,7 +272,8 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
         raise ConfigError(f"llm.max_reply_tokens: {cfg.llm.max_reply_tokens} tokens leave no room for the system "
                           f"prompt and what the user says in llm.n_ctx = {cfg.llm.n_ctx} tokens (at most {most}, or "
                           "a larger llm.n_ctx)")
-    history_chars = min(fits, max(MIN_HISTORY_CHARS, len(prompt) + 3 * cfg.llm.history_tokens))
+    # the budget counts the system prompt too (History.trim keeps it and measures it)
+    history_chars = min(len(prompt) + fits, max(MIN_HISTORY_CHARS, len(prompt) + 3 * cfg.llm.history_tokens))
     session = SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens,
                               max_spoken_words=cfg.llm.max_spoken_words, history_chars=history_chars)
     return RuntimeSettings(scheduler, session, prompt)

@@ -60,6 +60,15 @@ def test_overrides_apply_after_the_file(tmp_path):
     assert (cfg.llm.n_threads, cfg.models.voice, cfg.privacy.save_transcripts) == (4, "am_adam", True)
 
 
+@pytest.mark.parametrize("order", [1, -1])
+def test_overrides_that_only_fit_together_are_checked_together(tmp_path, order):
+    pair = ["llm.n_ctx=512", "llm.max_reply_tokens=16"][::order]  # 512 alone leaves no room for 160 reply tokens
+    cfg = config.load(tmp_path / "none.toml", pair)
+    assert (cfg.llm.n_ctx, cfg.llm.max_reply_tokens) == (512, 16)
+    with pytest.raises(config.ConfigError, match="llm.max_reply_tokens"):
+        config.load(tmp_path / "none.toml", ["llm.n_ctx=512"])
+
+
 @pytest.mark.parametrize("text", ["llm", "llm.n_threads", "=3", ".x=1"])
 def test_malformed_override(text):
     with pytest.raises(config.ConfigError):
@@ -79,7 +88,9 @@ def test_the_history_is_held_to_history_tokens_within_the_context_window():
     settings = config.runtime_settings(cfg)
     assert settings.session.history_chars == len(settings.system_prompt) + 3 * 1024
     roomy = config.from_dict({"llm": {"n_ctx": 4096, "history_tokens": 100000}})  # the window is the limit then
-    assert config.runtime_settings(roomy).session.history_chars == (4096 - 160 - 64) * 3 - len(settings.system_prompt)
+    assert config.runtime_settings(roomy).session.history_chars == (4096 - 160 - 64) * 3  # system prompt included
+    small = config.runtime_settings(config.from_dict({"llm": {"n_ctx": 512, "max_reply_tokens": 16}}))
+    assert small.session.history_chars == (512 - 16 - 64) * 3 > len(small.system_prompt) + config.MIN_TURN_CHARS
 
 
 def test_a_short_max_wait_scales_the_shorter_waits():

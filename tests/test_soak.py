@@ -17,7 +17,7 @@ from app.paths import asset
 from tests.conftest import run_cli
 
 TURNS = 6
-N_CTX = 512  # history budget max(1000, (512 - 16 - 64) * 3 - len(system prompt)) = 1000 chars: trimmed by turn 3
+N_CTX = 512  # history budget (512 - 16 - 64) * 3 = 1296 chars, the ~900-char system prompt included: trimmed early
 
 
 def summary(values: list) -> dict:
@@ -87,7 +87,8 @@ def test_rss_is_this_process_resident_memory():
 @pytest.mark.slow
 def test_bench_soak_short_run_trims_history_and_reports_every_figure(tmp_path):
     out = tmp_path / "soak.json"
-    proc = run_cli("--set", "models.llm=smollm2-135m", "--set", f"llm.n_ctx={N_CTX}", "bench", "soak",
+    proc = run_cli("--set", "models.llm=smollm2-135m", "--set", f"llm.n_ctx={N_CTX}",
+                   "--set", "llm.max_reply_tokens=16", "bench", "soak",
                    "--turns", str(TURNS), "--reply-tokens", "16", "--json", str(out), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
