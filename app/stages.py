@@ -18,6 +18,7 @@ class Stage(StrEnum):
     USER_SPEECH = "user_speech"  # the session's span: the user's speech (mic lane)
     PLAYBACK = "playback"  # the session's span: the agent's audio (speaker lane)
     BARGE_IN = "barge_in"  # the session's span: speech onset -> agent silent
+    SPECULATION = "speculation"  # the session's span: a reply prepared during a pause (meta used=True/False)
     REPLY = "reply"  # a failure of the reply stream as a whole (EngineFailed.stage)
     SESSION = "session"  # a failure inside the session thread (EngineFailed.stage)
 
@@ -28,7 +29,6 @@ class Label(StrEnum):
     ASR_PAUSE = "asr-pause"  # decode what there is at the onset of a pause
     ASR_FINISH = "asr-finish"  # the final transcript
     WARM_UP = "warm-up"  # the system prompt into the LLM's cache, at start
-    WARM_CACHE = "warm-cache"  # the prompt up to the user's words so far, at the onset of a pause
     PREFILL = "prefill"  # the speculative reply's prompt, and the text end-of-utterance score
     LLM_CHUNK_PREFIX = "llm#"  # the reply's own chunks: llm#0, llm#1, ... (the interleaved stream names them)
 
@@ -43,3 +43,4 @@ class Latency(StrEnum):
 
 MIC_LANE = "mic"  # the session's own lanes for the spans it adds, beside the scheduler's "cpu" and "device"
 SPEAKER_LANE = "speaker"
+SPECULATION_LANE = "speculation"  # one span per speculation: from its start to its use or discard

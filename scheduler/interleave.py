@@ -72,8 +72,10 @@ class InterleavedStream:
                  lane: str = DEVICE_LANE, label: str = "", meta: Mapping[str, Any] | None = None,
                  on_segment_rendered: Callable[[int, str, float], None] | None = None,
                  on_finished: Callable[[StreamSummary], None] | None = None,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+                 on_error: Callable[[BaseException], None] | None = None, held: bool = False) -> None:
         self.scheduler = scheduler
+        self._held = held  # stop after the first rendered segment until release()
+        self._handles: set[UnitHandle] = set()  # this stream's outstanding units
         self.settings = scheduler.settings
         self.turn = turn
         self._produce, self._split, self._render = produce, split, render
@@ -127,6 +129,23 @@ class InterleavedStream:
         self._pump()  # finishes the stream now if no unit of it is outstanding
         return report
 
+    def release(self) -> None:
+        """Let a held stream go on past its first segment."""
+        with self._lock:
+            self._held = False
+        self._pump()
+
+    def discard(self) -> None:
+        """Stop this stream's own units only (its turn's other work goes on): for a stream that was prepared
+        for a turn and is no longer wanted. ``on_finished`` runs with status "cancelled"."""
+        with self._lock:
+            if self._stop_reason is None and self._summary is None:
+                self._stop_reason = "cancelled"
+            handles = list(self._handles)
+        for handle in handles:
+            self.scheduler.cancel_unit(handle)
+        self._pump()
+
     def done(self) -> bool:
         return self._done.is_set()
 
@@ -157,7 +176,7 @@ class InterleavedStream:
                     producer_finished=self._producer_finished, ready_segments=len(self._ready),
                     segments_emitted=self._segments_emitted, lead_s=lead_s,
                     last_chunk_tokens=self._last_chunk_tokens, producing=self._producing,
-                    rendering=self._rendering)
+                    rendering=self._rendering, held=self._held, segments_rendered=self._render_steps)
                 for step in decide(state, self.settings):
                     if step.kind is StepKind.PRODUCE:
                         self._producing = True
@@ -171,7 +190,10 @@ class InterleavedStream:
         if lead_error is not None:
             self._notify_error(lead_error)
         for unit, on_done in units:
-            self.scheduler.submit(unit, on_done)
+            handle = self.scheduler.submit(unit, self._tracked(on_done))
+            with self._lock:
+                if not handle.done():
+                    self._handles.add(handle)
         if summary is not None:
             self._notify_finished(summary)
 
@@ -209,6 +231,13 @@ class InterleavedStream:
                         lane=self._lane, label=f"{self._label or self._stages[1]}#{index}", meta=meta)
 
     # -- unit completions (lane threads) -------------------------------------------------------
+    def _tracked(self, on_done: Callable[[UnitHandle], None]) -> Callable[[UnitHandle], None]:
+        def done(handle: UnitHandle) -> None:
+            with self._lock:
+                self._handles.discard(handle)
+            on_done(handle)
+        return done
+
     def _on_produce_done(self, handle: UnitHandle) -> None:
         error = None
         with self._lock:

@@ -95,6 +95,13 @@ class Lane:
             heapq.heapify(self._heap)
         return [e[2] for e in sorted(dropped)]
 
+    def _waiting_priority(self) -> float:
+        """The priority of the most urgent queued unit (inf when none); read without the lock: a hint."""
+        try:
+            return self._heap[0][0]
+        except IndexError:
+            return float("inf")
+
     def running_locked(self) -> UnitHandle | None:
         return self._current
 
@@ -116,6 +123,8 @@ class Lane:
         if not self._heap:
             return None
         handle = heapq.heappop(self._heap)[2]
+        priority = handle.unit.priority
+        handle.token._more_urgent = lambda: self._waiting_priority() < priority
         handle.started_at = self._clock()
         handle._state = UnitState.RUNNING
         self._current = handle

@@ -11,6 +11,9 @@ while it is at least ``lead_comfortable_s``, and holding the last size in betwee
 
 Sequential mode: produce everything in ``max_chunk_tokens`` steps, then render every segment.
 Concurrent mode: a producer chain and a renderer chain each keep one unit outstanding at once.
+
+A held stream (any mode) stops after its first rendered segment until it is released: a reply prepared before
+it is known to be wanted costs at most one segment.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class StreamState:
     last_chunk_tokens: int = 0
     producing: bool = False
     rendering: bool = False
+    held: bool = False  # the caller holds the stream back after its first rendered segment (e.g. speculation)
+    segments_rendered: int = 0
 
 
 def next_chunk_tokens(state: StreamState, settings: SchedulerSettings) -> int:
@@ -72,6 +77,8 @@ def next_chunk_tokens(state: StreamState, settings: SchedulerSettings) -> int:
 
 def decide(state: StreamState, settings: SchedulerSettings) -> tuple[Step, ...]:
     """The steps to start now: empty to wait for an outstanding unit, ``(DONE,)`` when finished."""
+    if state.held and state.segments_rendered >= 1 and not (state.producer_finished and not state.ready_segments):
+        return ()  # held after its first segment: nothing more until released
     if settings.mode is Mode.CONCURRENT:
         return _decide_concurrent(state, settings)
     if state.producing or state.rendering:

@@ -44,14 +44,23 @@ class UnitCancelledError(Exception):
 class CancelToken:
     """A one-way flag a running unit polls at its step boundaries."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_more_urgent")
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._more_urgent: Callable[[], bool] | None = None  # set by the lane while the unit runs
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
+
+    @property
+    def yield_requested(self) -> bool:
+        """A more urgent unit is waiting on this unit's lane. A unit whose work can be continued by a later unit
+        (a chunk of generation, a slice of a prompt) should end at its next step boundary, so the waiting unit
+        runs after one step rather than after the whole unit."""
+        more_urgent = self._more_urgent
+        return more_urgent is not None and more_urgent()
 
     def is_set(self) -> bool:
         return self._event.is_set()

@@ -122,8 +122,9 @@ def engines(vad: LoudnessVad | None = None) -> Engines:
     return Engines(vad or LoudnessVad(), SureTurn(), SteppedAsr(), PlainLlm(), Beep(), names={"llm": "fake"})
 
 
-def talk(engines: Engines, seconds_after: float = 2.5) -> list[Notification]:
-    """0.3 s of silence, 1 s of 'speech' (a loud tone), then silence; every notification of the session."""
+def talk(engines: Engines, seconds_after: float = 2.5, spans: list | None = None) -> list[Notification]:
+    """0.3 s of silence, 1 s of 'speech' (a loud tone), then silence; every notification of the session (and
+    every span, into `spans`)."""
     t = np.arange(RATE) / RATE
     audio = np.concatenate([np.zeros(int(0.3 * RATE)), 0.3 * np.sin(2 * np.pi * 220 * t),
                             np.zeros(int(seconds_after * RATE))]).astype(np.float32)
@@ -135,6 +136,8 @@ def talk(engines: Engines, seconds_after: float = 2.5) -> list[Notification]:
         return devices[0]
 
     conversation = build_conversation(Config(), engines, open_device, cancel_echo=False, observers=[items.append])
+    if spans is not None:
+        conversation.scheduler.spans.subscribe(spans.append)
     conversation.start()
     try:
         assert devices[0].input_over.wait(30)

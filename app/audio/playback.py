@@ -33,6 +33,7 @@ class PlaybackBuffer:
         self._played: dict[int, int] = {}  # turn -> samples played
         self._queued = 0  # samples waiting
         self._paused = False
+        self._held: set[int] = set()  # turns whose audio waits, unheard, until released (a speculative reply)
 
     def push(self, turn: int, samples: np.ndarray, sample_rate: int) -> float:
         """Queue reply audio; returns its duration in seconds."""
@@ -50,7 +51,7 @@ class PlaybackBuffer:
         notes: dict[int, PlaybackNote] = {}
         pos = 0
         with self._lock:
-            while pos < frames and self._queue and not self._paused:
+            while pos < frames and self._queue and not self._paused and self._queue[0][0] not in self._held:
                 turn, audio = self._queue[0]
                 take = min(frames - pos, len(audio) - self._head)
                 out[pos:pos + take] = audio[self._head:self._head + take]
@@ -86,8 +87,21 @@ class PlaybackBuffer:
                 self._head = 0
             self._paused = False
             self._queue = keep
+            if turn is None:
+                self._held.clear()
+            else:
+                self._held.discard(turn)
             self._queued -= dropped
         return dropped / self.sample_rate
+
+    def hold(self, turn: int) -> None:
+        """Keep this turn's audio queued and silent until `release(turn)` (or dropped by `flush(turn)`)."""
+        with self._lock:
+            self._held.add(turn)
+
+    def release(self, turn: int) -> None:
+        with self._lock:
+            self._held.discard(turn)
 
     def pause(self) -> None:
         """Hold playback (silence out, queued audio kept) until resume()."""

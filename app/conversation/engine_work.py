@@ -1,7 +1,7 @@
 """The session's engine calls, each one bounded scheduler unit, with its result posted back to the session's inbox.
 
 VAD and Smart Turn run on the CPU lane; the recognizer, the language model and the voice on the device lane. Every
-LLM call (the warm-up, the cache warm-ups, the speculative prefill, the reply's chunks) runs in a device-lane unit:
+LLM call (the warm-up, the speculative prefill, the reply's chunks) runs in a device-lane unit:
 the model is not thread-safe, and a later `start()` supersedes an earlier one in queue order. Results come back as
 inbox items (`VadJudged`, the core's events); a unit that fails posts `EngineFailed` with the exception's type only
 (a message may quote the conversation). Optional abilities are read from `Engines` (checked once when it was made):
@@ -16,7 +16,7 @@ from enum import Enum
 import numpy as np
 
 from app.conversation import events as e
-from app.conversation.inbox import SessionInput, VadJudged
+from app.conversation.inbox import PauseText, Scored, SessionInput, VadJudged
 from app.stages import Label, Stage
 from engines.engine_set import Engines
 from engines.protocols import Generation, Message
@@ -49,12 +49,19 @@ class Feed(Enum):
 _FEED_LABELS = {Feed.MORE: Label.ASR_FEED, Feed.PAUSE: Label.ASR_PAUSE, Feed.FINISH: Label.ASR_FINISH}
 
 
-@dataclass
+@dataclass(eq=False)
 class Speculation:
-    """The reply prepared before the end of the turn is confirmed: its generation is created on the device lane."""
+    """The reply prepared before the end of the turn is confirmed: its generation is created on the device lane,
+    and its prefill reads the text end-of-utterance score."""
 
     turn_id: int
+    text: str
+    number: int  # tells this turn's speculations apart in spans
+    started_at: float
     generation: Generation | None = None
+    score: float | None = None
+    scored: bool = False
+    prefill: UnitHandle | None = None
 
     def ready(self) -> Generation:
         if self.generation is None:
@@ -70,7 +77,7 @@ class EngineWork:
 
     def submit(self, turn: int, stage: Stage, priority: int, fn: Callable[[CancelToken], object],
                on_done: Callable[[UnitHandle], None] | None = None, lane: str = DEVICE_LANE,
-               label: str = "") -> None:
+               label: str = "", meta: dict | None = None) -> UnitHandle:
         """A unit whose failure ends the turn (`EngineFailed`); `on_done` sees only units that finished."""
         def guarded(handle: UnitHandle) -> None:
             if handle.state is UnitState.FAILED:
@@ -78,7 +85,8 @@ class EngineWork:
             elif on_done is not None and handle.state is UnitState.DONE:
                 on_done(handle)
 
-        self.scheduler.submit(WorkUnit(fn, stage, turn, priority, lane=lane, label=label or stage), on_done=guarded)
+        return self.scheduler.submit(WorkUnit(fn, stage, turn, priority, lane=lane, label=label or stage,
+                                              meta=meta or {}), on_done=guarded)
 
     # ---- the CPU lane ----------------------------------------------------------------------------------------
     def judge(self, frame: np.ndarray, index: int, t_start: float, t_end: float) -> None:
@@ -115,8 +123,8 @@ class EngineWork:
 
     def feed_asr(self, turn: int, chunks: Sequence[np.ndarray], feed: Feed) -> None:
         """Hand the buffered speech to the recognizer in one device-lane unit. At the onset of a pause it also
-        decodes what it has (so `finish()` has little left) and warms the LLM's cache with that text (so the
-        speculative prefill after the pause evaluates only a few tokens)."""
+        decodes what it has (so `finish()` has little left) and posts that text (`PauseText`): the session may
+        start the reply's speculation on it."""
         asr, stepper = self.engines.asr, self.engines.stepper
 
         def run(tok: CancelToken) -> UnitResult | None:
@@ -139,7 +147,7 @@ class EngineWork:
             if feed is Feed.FINISH:
                 self.post(e.TranscriptFinal(self.scheduler.clock(), turn, text))
             elif feed is Feed.PAUSE and text:
-                self.warm_cache(turn, text)
+                self.post(PauseText(turn, text))
 
         self.submit(turn, Stage.ASR, Priority.ASR, run, on_done=done, label=_FEED_LABELS[feed])
 
@@ -147,10 +155,6 @@ class EngineWork:
     def warm_up(self) -> None:
         """Evaluate the system prompt once, so the first turn's prompt finds it in the LLM's cache."""
         self._evaluate_head(NO_TURN, self.messages("Hello"), Priority.BACKGROUND, Label.WARM_UP)
-
-    def warm_cache(self, turn: int, text: str) -> None:
-        """Evaluate the prompt up to the user's words so far (thread-safe: only submits a unit)."""
-        self._evaluate_head(turn, self.messages(text), Priority.LLM, Label.WARM_CACHE)
 
     def _evaluate_head(self, turn: int, messages: list[Message], priority: int, label: Label) -> None:
         llm, scorer = self.engines.llm, self.engines.scorer
@@ -163,11 +167,11 @@ class EngineWork:
 
         self.submit(turn, Stage.LLM, priority, run, label=label)
 
-    def speculate(self, turn: int, text: str) -> Speculation:
-        """Prefill the reply's prompt and read the text end-of-utterance score (`EndOfUtteranceScore`, None when
+    def speculate(self, turn: int, text: str, number: int) -> Speculation:
+        """Prefill the reply's prompt and read the text end-of-utterance score (`Scored`; the score is None when
         the language model gives none). The generation is created on the device lane, like every other LLM call."""
         llm, scorer, messages = self.engines.llm, self.engines.scorer, self.messages(text)
-        speculation, max_tokens = Speculation(turn), self.max_reply_tokens
+        speculation, max_tokens = Speculation(turn, text, number, self.scheduler.clock()), self.max_reply_tokens
 
         def run(tok: CancelToken) -> UnitResult:
             score = None
@@ -183,7 +187,9 @@ class EngineWork:
                                       "reused_tokens": generation.reused_tokens})
 
         def done(handle: UnitHandle) -> None:
-            self.post(e.EndOfUtteranceScore(self.scheduler.clock(), turn, handle.result()))
+            speculation.score = handle.result()
+            self.post(Scored(speculation))
 
-        self.submit(turn, Stage.LLM, Priority.LLM, run, on_done=done, label=Label.PREFILL)
+        speculation.prefill = self.submit(turn, Stage.LLM, Priority.LLM, run, on_done=done, label=Label.PREFILL,
+                                          meta={"speculation": number})
         return speculation

@@ -6,10 +6,15 @@ its own events (`app/conversation/events.py`), posted as is."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.audio.duplex import Block
 from app.conversation import events as e
 from scheduler import StreamSummary
+
+if TYPE_CHECKING:
+    from app.conversation.engine_work import Speculation
+    from app.conversation.reply import Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +37,32 @@ class ReplyEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseText:
+    """What the recognizer had decoded at the onset of a pause of ``turn_id`` (a speculation may start on it)."""
+
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A speculation's prefill is done: its text end-of-utterance score is known (None: the LLM gives none)."""
+
+    speculation: Speculation
+
+
+@dataclass(frozen=True, slots=True)
+class FromReply:
+    """An item from one reply stream (its segments, its end, its failure); applied only while that reply is
+    still the turn's, so nothing of a discarded speculation reaches the conversation."""
+
+    source: Reply
+    item: ReplyEnded | e.Event
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Ends the session thread."""
 
 
-SessionInput = Block | VadJudged | ReplyEnded | Stop | e.Event
+SessionInput = Block | VadJudged | ReplyEnded | PauseText | Scored | FromReply | Stop | e.Event

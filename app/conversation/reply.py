@@ -6,6 +6,7 @@ sentence). `render` synthesizes one segment into the playback buffer and reports
 Nothing here knows about turn-taking."""
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -24,18 +25,20 @@ class Reply:
     def __init__(self, scheduler: Scheduler, turn: int, generation: Callable[[], Generation], tts: Synthesizer,
                  playback: PlaybackBuffer, *, on_segment: Callable[[int, str, float], None],
                  on_finished: Callable[[StreamSummary], None], on_error: Callable[[BaseException], None],
-                 max_words: int = 60):
+                 max_words: int = 60, held: bool = False, meta: dict | None = None):
         self.turn = turn
         self._generation = generation  # the prefill unit creates it on the device lane, before the first step
         self.tts = tts
         self.playback = playback
         self._audible = False
+        self._discarded = False
+        self._push_lock = threading.Lock()  # a discarded reply pushes nothing more, not even a chunk in flight
         self.text = ReplyText(max_words)
         self.stream = InterleavedStream(
             scheduler, turn, produce=self._produce, split=self.text.split, render=self._render, lead=playback.lead_s,
             produce_stage=Stage.LLM, render_stage=Stage.TTS, produce_priority=Priority.LLM,
             render_priority=Priority.TTS,
-            on_segment_rendered=on_segment, on_finished=on_finished, on_error=on_error)
+            on_segment_rendered=on_segment, on_finished=on_finished, on_error=on_error, held=held, meta=meta)
 
     def start(self) -> Reply:
         self.stream.start()
@@ -44,9 +47,21 @@ class Reply:
     def cancel(self) -> None:
         self.stream.cancel(wait=False)
 
+    def release(self) -> None:
+        """A held reply (prepared before the turn was known to be over) goes on past its first segment."""
+        self.stream.release()
+
+    def discard(self) -> None:
+        """Stop this reply's own units only (the turn's other work goes on); it pushes no more audio."""
+        with self._push_lock:
+            self._discarded = True
+        self.stream.discard()
+
     def _produce(self, max_tokens: int, token: CancelToken) -> UnitResult:
         had_token = self.text.first_token_at is not None
-        text, finished, tokens = self.text.generate(self._generation(), max_tokens, lambda: token.cancelled)
+        # a more urgent unit waiting on the lane (the recognizer) ends the chunk after the current step
+        text, finished, tokens = self.text.generate(self._generation(), max_tokens, lambda: token.cancelled,
+                                                    lambda: token.yield_requested)
         meta: dict[str, float] = {"tokens": tokens}
         if not had_token and self.text.first_token_at is not None:
             meta["first_token_at"] = self.text.first_token_at
@@ -67,5 +82,8 @@ class Reply:
                 samples, self._audible = samples[loud[0]:], True
             if first_audio_s is None:
                 first_audio_s = time.perf_counter() - started
-            media_s += self.playback.push(self.turn, samples, chunk.sample_rate)
+            with self._push_lock:
+                if self._discarded:
+                    break
+                media_s += self.playback.push(self.turn, samples, chunk.sample_rate)
         return UnitResult(media_s, {"first_audio_s": first_audio_s})

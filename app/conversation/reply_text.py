@@ -37,11 +37,12 @@ class ReplyText:
         self.written: list[str] = []  # each segment as the model wrote it, in the order `split` returned them
         self._first_cut = False
 
-    def generate(self, generation: Generation, max_tokens: int,
-                 cancelled: Callable[[], bool] = lambda: False) -> tuple[str, bool, int]:
-        """(text, finished, tokens) of the next chunk of up to `max_tokens` tokens."""
+    def generate(self, generation: Generation, max_tokens: int, cancelled: Callable[[], bool] = lambda: False,
+                 should_yield: Callable[[], bool] = lambda: False) -> tuple[str, bool, int]:
+        """(text, finished, tokens) of the next chunk of up to `max_tokens` tokens. `should_yield` ends the chunk
+        early once it has some text (a more urgent unit waits; the next chunk goes on from here)."""
         parts, used, tokens, finished = [], 0, 0, False
-        while used < max_tokens and not finished and not cancelled():
+        while used < max_tokens and not finished and not cancelled() and not (tokens and should_yield()):
             size = LATER_CHUNK_STEP if self._first_cut else FIRST_CHUNK_STEP
             step = generation.step(min(size, max_tokens - used))
             used, tokens = used + max(step.tokens, 1), tokens + step.tokens

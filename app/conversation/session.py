@@ -25,9 +25,10 @@ from app.conversation import actions as a
 from app.conversation import events as e
 from app.conversation.engine_work import EngineWork, Feed, Speculation
 from app.conversation.history import History
-from app.conversation.inbox import ReplyEnded, SessionInput, Stop, VadJudged
+from app.conversation.inbox import FromReply, PauseText, ReplyEnded, Scored, SessionInput, Stop, VadJudged
 from app.conversation.reply import Reply
 from app.conversation.settings import SessionSettings
+from app.conversation.speculation import Speculations
 from app.conversation.state import ConversationState, Phase, step
 from app.conversation.vad_segmenter import PauseOnset, VadState, vad_step
 from app.metrics.marks import record_span
@@ -65,7 +66,7 @@ class Session:
         self._asr_turn: int | None = None  # turn whose speech is being fed to the recognizer
         self._asr_pending: list[np.ndarray] = []
         self._blocks_since_feed = 0
-        self._speculation: dict[int, Speculation] = {}  # turn -> the reply prefilled before the verdict
+        self.speculations = Speculations(self.work, self._new_reply, self.playback, scheduler, self.post)
         self._replies: dict[int, Reply] = {}
         self._playing: dict[int, float] = {}  # turn -> time its first audio played
         self._reply_done: set[int] = set()
@@ -87,7 +88,7 @@ class Session:
 
     def outstanding(self) -> dict[str, list[int]]:
         """Turns with a reply stream or a speculation still held (for tests and debugging)."""
-        return {"replies": sorted(self._replies), "speculations": sorted(self._speculation)}
+        return {"replies": sorted(self._replies), "speculations": self.speculations.turns()}
 
     def start(self) -> None:
         self.work.warm_up()
@@ -125,6 +126,16 @@ class Session:
                         self._on_vad(item)
                     case ReplyEnded(turn_id=turn, summary=summary):
                         self._on_reply_ended(turn, summary)
+                    case PauseText(turn_id=turn, text=text):
+                        state = self.state
+                        if turn == state.turn_id and state.transcript is None and \
+                                state.phase in (Phase.USER_SPEAKING, Phase.USER_PAUSED):
+                            self.speculations.at_pause(turn, text)
+                    case Scored(speculation=speculation):
+                        if (score := self.speculations.scored(speculation)) is not None:
+                            self._apply(score)
+                    case FromReply():
+                        self._from_reply(item)
                     case _:  # an engine result: one of the core's events
                         self._apply(item)
             except Exception as exc:  # keep the session alive; drop the turn
@@ -240,11 +251,11 @@ class Session:
             case a.StartTurnDetection(turn_id=turn, from_t=from_t):
                 self.work.detect_turn(turn, self.mic.since(max(from_t - PREROLL_S, self.mic.t_end - TURN_WINDOW_S)))
             case a.StartSpeculativeReply(turn_id=turn, text=text):
-                self._speculation[turn] = self.work.speculate(turn, text)
+                self.speculations.on_transcript(turn, text)
             case a.CommitReply(turn_id=turn):
-                self._commit(turn)
+                self._replies[turn] = self.speculations.commit(turn)
             case a.CancelReply(turn_id=turn):
-                self._speculation.pop(turn, None)
+                self.speculations.cancel(turn)
                 reply = self._replies.pop(turn, None)
                 if reply is not None:
                     reply.cancel()
@@ -271,22 +282,37 @@ class Session:
         self.work.start_asr(turn)
         self._feed_asr(Feed.MORE)
 
-    def _commit(self, turn: int) -> None:
-        speculation = self._speculation.pop(turn)
-        clock = self.scheduler.clock
-        replies = self._replies
+    def _new_reply(self, turn: int, speculation: Speculation) -> Reply:
+        """The reply of one speculation, held after its first segment until the commit (not started)."""
+        clock, post = self.scheduler.clock, self.post
+        reply: Reply
 
         def written(index: int) -> str:
-            reply = replies.get(turn)
-            return reply.text.written[index] if reply is not None and index < len(reply.text.written) else ""
+            return reply.text.written[index] if index < len(reply.text.written) else ""
 
-        self._replies[turn] = Reply(
+        reply = Reply(
             self.scheduler, turn, speculation.ready, self.engines.tts, self.playback,
-            on_segment=lambda i, text, dur: self.post(e.ReplyAudio(clock(), turn, i, text, dur, written(i))),
-            on_finished=lambda summary: self.post(ReplyEnded(turn, summary)),
-            on_error=lambda exc: self.post(e.EngineFailed(clock(), turn, Stage.REPLY, type(exc).__name__)),
-            max_words=self.settings.max_spoken_words,
-        ).start()
+            on_segment=lambda i, text, dur: post(FromReply(reply, e.ReplyAudio(clock(), turn, i, text, dur,
+                                                                               written(i)))),
+            on_finished=lambda summary: post(FromReply(reply, ReplyEnded(turn, summary))),
+            on_error=lambda exc: post(FromReply(reply, e.EngineFailed(clock(), turn, Stage.REPLY,
+                                                                      type(exc).__name__))),
+            max_words=self.settings.max_spoken_words, held=True, meta={"speculation": speculation.number})
+        return reply
+
+    def _from_reply(self, item: FromReply) -> None:
+        """An item of one reply stream: dropped when that reply is no longer the turn's (a discarded
+        speculation), held back while the speculation waits for its adoption or commit, else applied."""
+        turn = item.source.turn
+        if item.source is not self._replies.get(turn) and item.source is not self.speculations.reply_of(turn):
+            return
+        if self.speculations.hold_back(item):
+            return
+        match item.item:
+            case ReplyEnded(turn_id=turn, summary=summary):
+                self._on_reply_ended(turn, summary)
+            case _:
+                self._apply(item.item)
 
     def _flush(self, turn: int) -> None:
         self.playback.flush(turn)

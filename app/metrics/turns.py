@@ -3,8 +3,9 @@
 For the turn whose reply was committed (all times on the perf_counter session clock):
 - asr: VAD stop (the user paused for `pause_s`) -> final transcript ready (the `asr-finish` unit finished)
 - turn: VAD stop -> Smart Turn verdict (the `turn` unit finished)
-- llm_first_token: the reply's first LLM unit queued (the commit) -> first token text produced
-  (the prompt was prefilled speculatively before that; if the prefill was still running, the wait counts)
+- llm_first_token: the reply's first LLM chunk queued -> first token text produced (the reply is prepared
+  during the pause, held until the commit: this is its own generation time, wherever it fell; the prefill ran
+  before it, and a discarded speculation's units are not counted)
 - tts_first_audio: the first TTS unit queued -> its first audio chunk
 - v2v: end of the user's speech -> the agent's first sample played (what the user experiences, including the
   `pause_s` the VAD waits before calling the pause, as the reference agents count it)
@@ -45,7 +46,10 @@ def stage_latencies(spans: list[Span], speech: Span | None = None) -> dict[str, 
         out[Latency.ASR] = (asr.finished_at - stop_at) * 1000
     if stop_at is not None and turn:
         out[Latency.TURN] = (turn.finished_at - stop_at) * 1000
-    # the reply's own chunks (not the prefill or the cache warm-ups)
+    # work of a speculation that was discarded (its words changed, the user resumed) is not the reply's
+    wasted = {s.meta.get("number") for s in spans if s.stage == Stage.SPECULATION and not s.meta.get("used")}
+    spans = [s for s in spans if s.meta.get("speculation") is None or s.meta.get("speculation") not in wasted]
+    # the reply's own chunks (not the prefill or the warm-up)
     produce = [s for s in spans if s.stage == Stage.LLM and s.label.startswith(Label.LLM_CHUNK_PREFIX)]
     token_at = next((s.meta["first_token_at"] for s in produce if "first_token_at" in s.meta), None)
     if produce and token_at is not None:
