@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,8 @@ from engines.chat_template import ChatTemplate
 from engines.llama_loader import LlmLoadError, load_model, model_meta
 from engines.protocols import GenerationStep, Message
 from engines.repetition import MAX_BANS, banned_next
+from engines.sampling import choose, log10_p
 
-_LN10 = math.log(10.0)
 MIN_SHIFT = 16  # a context shift must keep at least this many tokens to be worth it
 
 
@@ -73,10 +72,21 @@ class LlamaGeneration:
             t0 = time.perf_counter()
             rows, start = self._gen._sync(self._head, {self._score_row})
             self._evaluated += len(self._head) - start
-            self._eou = self._gen._log10_p(rows[self._score_row], self._sentence_end)
+            self._eou = log10_p(rows[self._score_row], self._sentence_end)
             self._stage = 1
             self.prefill_s += time.perf_counter() - t0
         return self._eou
+
+    def prefill_slice(self, max_tokens: int) -> bool:
+        """Evaluate up to `max_tokens` more of the prompt (the last ones, with the logits, go in `prefill()`);
+        True when what is left is at most one slice, or when a context shift may reuse the cache (whole then)."""
+        gen, done = self._gen, self._gen.common_prefix(self._prompt)
+        if self._stage == 2 or not self._active() or len(gen._cache) - done >= MIN_SHIFT or \
+                self.prompt_tokens - done <= max_tokens:
+            return True
+        end = done + max_tokens
+        self._evaluated += end - gen._sync(self._prompt[:end], set())[1]
+        return False
 
     def prefill(self) -> None:
         """Evaluate the prompt (reusing the cached prefix); the EOU score comes from the same decode."""
@@ -88,7 +98,7 @@ class LlamaGeneration:
         self._evaluated += self.prompt_tokens - start
         self.reused_tokens = max(0, self.prompt_tokens - self._evaluated)
         if self._eou is None:
-            self._eou = self._gen._log10_p(rows[h], self._sentence_end)
+            self._eou = log10_p(rows[h], self._sentence_end)
         self._logits, self._stage = rows[p], 2
         self.prefill_s += time.perf_counter() - t0
 
@@ -260,14 +270,15 @@ class LlamaGenerator:
     def _token_text(self, token: int) -> str:
         return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", "replace") if token >= 0 else ""
 
+    def common_prefix(self, prompt: list[int]) -> int:
+        """How many of `prompt`'s first tokens the KV cache holds already."""
+        n = min(len(self._cache), len(prompt))
+        return next((i for i in range(n) if self._cache[i] != prompt[i]), n)
+
     def _sync(self, prompt: list[int], rows: set[int]) -> tuple[dict[int, np.ndarray], int]:
         """Make the KV cache hold exactly `prompt`, evaluating as little as possible; return the logits after
         each position in `rows`, and the position evaluation started from (= tokens reused)."""
-        common = 0
-        for a, b in zip(self._cache, prompt):
-            if a != b:
-                break
-            common += 1
+        common = self.common_prefix(prompt)
         if common < len(self._cache):
             common += self._close_gap(prompt, common)
         found: dict[int, np.ndarray] = {}
@@ -360,16 +371,7 @@ class LlamaGenerator:
     # ---- tokens --------------------------------------------------------------------------------------------
 
     def _choose(self, logits: np.ndarray, banned: set[int] | frozenset[int] = frozenset()) -> int:
-        if banned:
-            logits = logits.copy()
-            logits[list(banned)] = -np.inf
-        if self.temperature <= 0.0:
-            return int(np.argmax(logits))
-        k = min(self.top_k, len(logits)) if self.top_k > 0 else len(logits)
-        ids = np.argpartition(logits, -k)[-k:]
-        z = logits[ids].astype(np.float64) / self.temperature
-        cdf = np.cumsum(np.exp(z - z.max()))
-        return int(ids[min(np.searchsorted(cdf, self._rng.random() * cdf[-1]), k - 1)])
+        return choose(logits, self.temperature, self.top_k, self._rng, banned)
 
     def _is_end(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
@@ -385,11 +387,3 @@ class LlamaGenerator:
                 n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
             piece = self._pieces[token] = buf.raw[:n]
         return piece
-
-    @staticmethod
-    def _log10_p(logits: np.ndarray, tokens: int | list[int]) -> float:
-        """log10 of the probability of the next token being any of `tokens`."""
-        z = logits.astype(np.float64)
-        m = z.max()
-        log_total = math.log(np.exp(z - m).sum())
-        return float((math.log(np.exp(z[tokens] - m).sum()) - log_total) / _LN10)

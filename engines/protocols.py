@@ -131,6 +131,14 @@ class ScoredGeneration(Generation, Protocol):
 
 
 @runtime_checkable
+class SlicedPrefill(Protocol):
+    """A generation whose prompt can go in slices: `prefill_slice(n)` evaluates at most `n` more prompt tokens and
+    says whether the whole prompt is in, so a more urgent unit need not wait for a long prompt."""
+
+    def prefill_slice(self, max_tokens: int) -> bool: ...
+
+
+@runtime_checkable
 class TextTurnScorer(Protocol):
     """A generator whose generations score the end of the user's utterance from the text (`ScoredGeneration`)."""
 

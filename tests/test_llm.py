@@ -249,6 +249,27 @@ def test_eou_score_shares_the_reply_prefill(qwen):
     assert g.step(4).finished and g.finish_reason == "superseded"
 
 
+def test_a_prompt_in_slices_gives_the_same_score_and_reply_as_in_one_go(qwen):
+    """A speculative prefill yields to the recognizer between slices of 8 tokens; the result must not change."""
+    messages = ask("What is the tallest mountain in Africa?", (Message("user", "Hi there."),
+                                                               Message("assistant", "Hello! How can I help?")))
+    qwen.reset()
+    whole = qwen.start(messages, max_tokens=16)
+    whole.prefill()
+    score, reply = whole.eou_score(), whole.step(16).text
+    qwen.reset()
+    sliced = qwen.start(messages, max_tokens=16)
+    before, slices = qwen.decode_calls, 0
+    while not sliced.prefill_slice(8):
+        slices += 1
+        assert qwen.cached_tokens == 8 * slices  # each slice leaves 8 more prompt tokens in the cache
+    sliced.prefill()
+    assert slices >= 3 and qwen.decode_calls - before == slices + 1
+    assert sliced.prompt_tokens - sliced.reused_tokens == sliced.prompt_tokens  # every token evaluated once
+    assert sliced.eou_score() == pytest.approx(score, abs=0.05) and sliced.step(16).text == reply
+    assert sliced.prefill_slice(8)  # nothing left
+
+
 def test_qwen_numbers_for_the_docs(qwen):
     """TTFT cold vs cached prefix and tok/s at 1 and 2 threads, printed for the docs; asserted: what makes the
     cached figure smaller (only the new question is evaluated, so its prefill and first token come sooner than

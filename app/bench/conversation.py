@@ -47,17 +47,20 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     return {"summary": report["summary"], "asr_wer": corpus_wer(pairs), "goal_ms": GOAL_MS,
             "goal_met": met, "turns_answered": len(report["turns"]), "turns_asked": count,
             "mode": cfg.scheduler.mode, "engines": report["engines"],
-            "v2v_disagreeing_turns": report["v2v_disagreeing_turns"], "notes": report["notes"]}
+            "v2v_disagreeing_turns": report["v2v_disagreeing_turns"], "notes": report["notes"],
+            "work": report["work"]}
 
 
 def format_report(result: dict) -> str:
     from app.headless.report import summary_table
+    from app.metrics.work import work_lines
 
     lines = [f"cadence bench conversation: {result['turns_answered']} of {result['turns_asked']} questions answered, "
              f"mode {result['mode']}; " + ", ".join(f"{k}={v}" for k, v in result["engines"].items()),
              machine_line(result["machine"]), summary_table(result)]
     if result["asr_wer"] is not None:
         lines.append(f"ASR word error rate on the questions: {result['asr_wer'] * 100:.1f} %")
+    lines += work_lines(result["work"])
     goal = result["goal_ms"]
     lines.append(f"goal V2V P50 <= {goal['p50']:.0f} ms and P90 <= {goal['p90']:.0f} ms: "
                  + ("met" if result["goal_met"] else "not met"))

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from app.conversation import events as e
 from app.conversation.inbox import PauseText, Scored, SessionInput, VadJudged
 from app.stages import Label, Stage
 from engines.engine_set import Engines
-from engines.protocols import Generation, Message
+from engines.protocols import Generation, Message, ScoredGeneration, SlicedPrefill
 from scheduler import (
     CPU_LANE,
     DEVICE_LANE,
@@ -154,42 +155,69 @@ class EngineWork:
     # ---- the language model ------------------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Evaluate the system prompt once, so the first turn's prompt finds it in the LLM's cache."""
-        self._evaluate_head(NO_TURN, self.messages("Hello"), Priority.BACKGROUND, Label.WARM_UP)
+        llm, scorer, messages = self.engines.llm, self.engines.scorer, self.messages("Hello")
+        started: list[Generation] = []
 
-    def _evaluate_head(self, turn: int, messages: list[Message], priority: int, label: Label) -> None:
-        llm, scorer = self.engines.llm, self.engines.scorer
+        def run(tok: CancelToken) -> object:
+            if not started:
+                started.append((scorer or llm).start(messages, 1))
+            if not _prefill_slices(started[0], tok):
+                return LATER
+            try:
+                if scorer is not None:
+                    cast(ScoredGeneration, started[0]).eou_score()  # evaluates everything up to the user's text
+                else:
+                    started[0].prefill()
+            except RuntimeError:  # a turn's prompt superseded it: that prompt warms the cache now
+                pass
+            return None
 
-        def run(tok: CancelToken) -> None:
-            if scorer is not None:
-                scorer.start(messages, 1).eou_score()  # evaluates everything up to the user's text
-            else:
-                llm.start(messages, 1).prefill()
+        def done(handle: UnitHandle) -> None:
+            if handle.result() is LATER:
+                self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP)
 
-        self.submit(turn, Stage.LLM, priority, run, label=label)
+        self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP)
 
     def speculate(self, turn: int, text: str, number: int) -> Speculation:
         """Prefill the reply's prompt and read the text end-of-utterance score (`Scored`; the score is None when
-        the language model gives none). The generation is created on the device lane, like every other LLM call."""
+        the language model gives none). The generation is created on the device lane, like every other LLM call.
+        A long prompt goes in slices: when a more urgent unit (the recognizer) waits, the prefill yields to it and
+        goes on in a new unit queued just ahead of the reply's first chunk."""
         llm, scorer, messages = self.engines.llm, self.engines.scorer, self.messages(text)
         speculation, max_tokens = Speculation(turn, text, number, self.scheduler.clock()), self.max_reply_tokens
 
-        def run(tok: CancelToken) -> UnitResult:
-            score = None
-            if scorer is not None:
-                generation = scorer.start(messages, max_tokens)
-                generation.prefill()
-                score = generation.eou_score()
-            else:
-                generation = llm.start(messages, max_tokens)
-                generation.prefill()
-            speculation.generation = generation
+        def run(tok: CancelToken) -> object:
+            if speculation.generation is None:
+                speculation.generation = (scorer or llm).start(messages, max_tokens)
+            generation = speculation.generation
+            if not _prefill_slices(generation, tok):
+                return LATER
+            generation.prefill()
+            score = cast(ScoredGeneration, generation).eou_score() if scorer is not None else None
             return UnitResult(score, {"prompt_tokens": generation.prompt_tokens,
                                       "reused_tokens": generation.reused_tokens})
 
         def done(handle: UnitHandle) -> None:
+            if handle.result() is LATER:
+                speculation.prefill = self.submit(turn, Stage.LLM, Priority.LLM - 1, run, on_done=done,
+                                                  label=Label.PREFILL, meta={"speculation": number})
+                return
             speculation.score = handle.result()
             self.post(Scored(speculation))
 
         speculation.prefill = self.submit(turn, Stage.LLM, Priority.LLM, run, on_done=done, label=Label.PREFILL,
                                           meta={"speculation": number})
         return speculation
+
+
+LATER = object()  # a prefill unit that yielded: the rest of the prompt goes in the next unit
+PREFILL_SLICE_TOKENS = 8  # a waiting recognizer unit waits for at most this many prompt tokens
+
+
+def _prefill_slices(generation: Generation, tok: CancelToken) -> bool:
+    """Evaluate the prompt slice by slice while nothing more urgent waits; False when it yielded."""
+    if isinstance(generation, SlicedPrefill):
+        while not generation.prefill_slice(PREFILL_SLICE_TOKENS):
+            if tok.yield_requested:
+                return False
+    return True

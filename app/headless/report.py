@@ -45,6 +45,7 @@ def build_report(result: HeadlessResult) -> dict:
         "notes": result.notes,
         "device_max_lateness_ms": round(result.max_lateness_ms, 1),
         "agent_paused": result.agent_paused,
+        "work": result.work,
         "echo": None if result.echo is None else {"delay_ms": _r(result.echo.delay_ms),
                                                   "reduction_db": _r(result.echo.reduction_db)},
     }

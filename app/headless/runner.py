@@ -18,6 +18,7 @@ from app.conversation.session import Notification, Session
 from app.headless.script import ScriptedInput, UserTurn
 from app.metrics.turns import TurnRecord
 from app.metrics.waveform import v2v_from_recording
+from app.metrics.work import work_summary
 from app.runtime import RATE, Conversation, build_conversation
 from engines.engine_set import Engines
 
@@ -36,6 +37,7 @@ class HeadlessResult:
     max_lateness_ms: float = 0.0
     echo: EchoStats | None = None  # the echo canceller's delay estimate and reduction (None: no canceller)
     agent_paused: int = 0  # times the agent held its audio because it heard speech (barge-ins and false alarms)
+    work: dict = field(default_factory=dict)  # speculations and queue waits (app/metrics/work.py)
 
 
 def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeout_s: float = 600.0,
@@ -91,7 +93,8 @@ def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeo
     result = HeadlessResult(conversation.collector.records, device.recording(), RATE, dict(engines.names),
                             history=list(conversation.session.history.as_chat()),
                             max_lateness_ms=device.max_lateness_s * 1000,
-                            echo=conversation.echo_stats(settled=True), agent_paused=len(paused))
+                            echo=conversation.echo_stats(settled=True), agent_paused=len(paused),
+                            work=work_summary(conversation.scheduler.spans.snapshot()))
     if not finished:
         result.notes.append(f"the session did not end within {timeout_s:.0f} s")
     for index in source.gave_up:

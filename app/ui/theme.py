@@ -18,7 +18,7 @@ STAGE_COLORS: dict[str, str] = {
     Latency.ASR: "#5aa9ff", Latency.TURN: "#ffb454", Latency.LLM_FIRST_TOKEN: "#c792ea",
     Latency.TTS_FIRST_AUDIO: "#4ecdc4", Latency.V2V: "#ff7a90",
     Stage.VAD: "#9aa3b5", Stage.LLM: "#c792ea", Stage.TTS: "#4ecdc4", Stage.USER_SPEECH: "#f2d35b",
-    Stage.PLAYBACK: "#7bd88f", Stage.BARGE_IN: "#ff6b6b",
+    Stage.PLAYBACK: "#7bd88f", Stage.BARGE_IN: "#ff6b6b", Stage.SPECULATION: "#f4a261",
 }  # Stage.ASR and Stage.TURN share their colour (and their value) with the latency figure
 STATE_COLORS = {
     "listening": "#3a4152", "hearing": "#2f9e5b", "thinking": "#c98a1b", "speaking": "#3b7dd8",

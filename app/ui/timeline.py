@@ -11,15 +11,16 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from app.stages import MIC_LANE, SPEAKER_LANE, Stage
+from app.stages import MIC_LANE, SPEAKER_LANE, SPECULATION_LANE, Stage
 from app.ui.theme import MUTED, STAGE_COLORS, TEXT
 from app.ui.view_models import TIMELINE_ROWS, Timeline
 from scheduler import CPU_LANE, DEVICE_LANE
 
-ROW_NAMES = {CPU_LANE: "CPU lane", DEVICE_LANE: "device lane", MIC_LANE: "microphone", SPEAKER_LANE: "speaker"}
+ROW_NAMES = {CPU_LANE: "CPU lane", DEVICE_LANE: "device lane", SPECULATION_LANE: "speculation", MIC_LANE: "microphone",
+             SPEAKER_LANE: "speaker"}
 LEGEND = ((Stage.VAD, "VAD"), (Stage.TURN, "Smart Turn"), (Stage.ASR, "ASR"), (Stage.LLM, "LLM"),
           (Stage.TTS, "TTS"), (Stage.USER_SPEECH, "your speech"), (Stage.PLAYBACK, "agent audio"),
-          (Stage.BARGE_IN, "barge-in"))
+          (Stage.BARGE_IN, "barge-in"), (Stage.SPECULATION, "reply prepared in the pause"))
 LABEL_MIN_FRACTION = 0.09  # label a bar when it is at least this share of the window wide
 SHORT_LABELS: dict[str, str] = {Stage.USER_SPEECH: "you", Stage.PLAYBACK: "agent", Stage.BARGE_IN: "barge-in"}
 

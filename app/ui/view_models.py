@@ -15,7 +15,7 @@ from app.conversation import events as e
 from app.conversation.state import Phase
 from app.metrics.stats import summarize
 from app.metrics.turns import STAGES, TurnRecord
-from app.stages import MIC_LANE, SPEAKER_LANE, Label, Latency, Stage
+from app.stages import MIC_LANE, SPEAKER_LANE, SPECULATION_LANE, Label, Latency, Stage
 from scheduler import CPU_LANE, DEVICE_LANE, Span
 
 STAGE_TITLES: dict[str, str] = {Latency.ASR: "ASR", Latency.TURN: "Turn detection",
@@ -24,7 +24,7 @@ STAGE_TITLES: dict[str, str] = {Latency.ASR: "ASR", Latency.TURN: "Turn detectio
 STATE_LABELS = {Phase.LISTENING: ("listening", "Listening"), Phase.USER_SPEAKING: ("hearing", "Hearing you"),
                 Phase.USER_PAUSED: ("thinking", "Thinking"), Phase.RESPONDING: ("thinking", "Thinking"),
                 Phase.SPEAKING: ("speaking", "Speaking")}
-TIMELINE_ROWS = (CPU_LANE, DEVICE_LANE, MIC_LANE, SPEAKER_LANE)  # top to bottom
+TIMELINE_ROWS = (CPU_LANE, DEVICE_LANE, SPECULATION_LANE, MIC_LANE, SPEAKER_LANE)  # top to bottom
 HISTORY_TURNS = 50
 
 
@@ -175,7 +175,7 @@ class TimelineBar:
     queued_ms: float  # all times in ms relative to the end of the user's speech
     start_ms: float
     end_ms: float
-    status: str  # ok / error / cancelled
+    status: str  # ok / error / cancelled / discarded (a speculation not used)
     thin: bool = False  # many tiny units (VAD): drawn as ticks
 
 
@@ -195,7 +195,7 @@ def row_of(span: Span) -> str | None:
     for lane in (CPU_LANE, DEVICE_LANE):  # concurrent mode runs a device lane per stage: device/llm, ...
         if span.lane == lane or span.lane.startswith(lane + "/"):
             return lane
-    return span.lane if span.lane in (MIC_LANE, SPEAKER_LANE) else None
+    return span.lane if span.lane in (MIC_LANE, SPEAKER_LANE, SPECULATION_LANE) else None
 
 
 def build_timeline(spans: list[Span], record: TurnRecord, margin_s: float = 0.4) -> Timeline:
@@ -212,8 +212,11 @@ def build_timeline(spans: list[Span], record: TurnRecord, margin_s: float = 0.4)
         if row is None or s.started_at is None or s.finished_at < lo or s.started_at > hi or s.label == Label.WARM_UP:
             continue
         ms = lambda t: (t - zero) * 1000  # noqa: E731
-        bars.append(TimelineBar(row, s.stage, s.label, ms(max(s.queued_at, lo)), ms(max(s.started_at, lo)),
-                                ms(min(s.finished_at, hi)), s.status, thin=s.stage == Stage.VAD))
+        label, status = s.label, s.status
+        if s.stage == Stage.SPECULATION:  # a reply prepared in the pause: used, or discarded (drawn dimmed)
+            label, status = ("speculation used", "ok") if s.meta.get("used") else ("discarded", "discarded")
+        bars.append(TimelineBar(row, s.stage, label, ms(max(s.queued_at, lo)), ms(max(s.started_at, lo)),
+                                ms(min(s.finished_at, hi)), status, thin=s.stage == Stage.VAD))
     bars.sort(key=lambda b: b.start_ms)
     markers = [(0.0, "you stopped")]
     v2v = record.stages_ms.get(Latency.V2V)
