@@ -29,6 +29,7 @@ class Label(StrEnum):
     ASR_PAUSE = "asr-pause"  # decode what there is at the onset of a pause
     ASR_FINISH = "asr-finish"  # the final transcript
     WARM_UP = "warm-up"  # the system prompt into the LLM's cache, at start
+    WARM_CACHE = "warm-cache"  # while the user speaks: the prompt up to their words so far
     PREFILL = "prefill"  # the speculative reply's prompt, and the text end-of-utterance score
     LLM_CHUNK_PREFIX = "llm#"  # the reply's own chunks: llm#0, llm#1, ... (the interleaved stream names them)
 

@@ -38,9 +38,9 @@ class LlamaGeneration:
         self._gen, self._head, self._prompt = gen, head, head + tail
         self._end = tail[0]  # the template's end-of-message token (a stop token too when it is special)
         self._end_stops = gen._is_end(self._end) or bool(llama_cpp.llama_vocab_is_control(gen._vocab, self._end))
-        # The text end-of-utterance score reads the logits after the user's last word: before a final "." (the
-        # recognizer adds one at the end of any audio, fragments included), after anything else.
-        self._score_row = len(head) - (2 if len(head) > 1 and head[-1] == gen._period else 1)
+        # The text end-of-utterance score reads the logits after the user's last word: before a final ".", "?" or
+        # "!" (the recognizer ends any audio with one, fragments included: "What is the?"), after anything else.
+        self._score_row = len(head) - (2 if len(head) > 1 and head[-1] in gen._sentence_ends else 1)
         self._sentence_end = sorted({self._end, *gen._sentence_ends})
         self.prompt_tokens = len(self._prompt)
         self.reused_tokens = 0  # known after prefill
@@ -64,7 +64,7 @@ class LlamaGeneration:
 
     def eou_score(self) -> float:
         """log10 P(the user's sentence ends here | the prompt up to their last word): the probability that the
-        next token is a sentence end (. ? ! or the end of the message), read before a final period the recognizer
+        next token is a sentence end (. ? ! or the end of the message), read before a final . ? or ! the recognizer
         may have added. About 0 for complete requests, below −3 for fragments ("Could you tell me", "ask not")."""
         if self._eou is None:
             if not self._active():
@@ -180,7 +180,6 @@ class LlamaGenerator:
         self._bos_text = self._token_text(cast(int, llama_cpp.llama_vocab_bos(self._vocab)))  # ctypes gives an int
         marks = {mark: self._tokenize(mark, False) for mark in (".", "?", "!")}
         self._sentence_ends = [ids[0] for ids in marks.values() if len(ids) == 1]
-        self._period = marks["."][0] if len(marks["."]) == 1 else -1
         eos_text = self._token_text(cast(int, llama_cpp.llama_vocab_eos(self._vocab)))
         source = model_meta(self._model, "tokenizer.chat_template")
         self.template = ChatTemplate.from_metadata({"tokenizer.chat_template": source}, chat_format or None,

@@ -160,9 +160,20 @@ def test_disagreement_replies_at_disagree_wait():
 
 
 def test_text_complete_but_audio_incomplete_is_a_disagreement_too():
-    s, out = run(user_turn(1, 0.0, p=0.2, score=-0.01) + [Tick(2.0)])
+    s, out = run(user_turn(1, 0.0, p=0.2, score=-0.5) + [Tick(2.0)])
     assert not of(out, a.CommitReply)
     assert "reason=disagree_wait" in run([Tick(2.8)], s)[1][-1].detail
+
+
+def test_words_surely_complete_are_answered_soon_whatever_the_voice_says():
+    """A flat voice: Smart Turn says 'not yet' (p 0.04) to a question the text calls complete with near certainty
+    (log10 -0.005): the reply starts sure_wait_s (0.3 s) after the pause, not disagree_wait_s (1.5 s) later."""
+    events = user_turn(1, 0.0, p=0.04, score=-0.005)  # stopped at 1.2; the score arrives at 1.55
+    s, out = run(events[:-1] + [Tick(1.49)])
+    assert not of(out, a.CommitReply)
+    s, out = run(events[-1:], s)
+    assert of(out, a.CommitReply) == [a.CommitReply(1)]
+    assert "reason=text_sure waited_s=0.350" in out[-1].detail
 
 
 def test_unsure_text_score_waits_a_little_longer_when_audio_says_complete():

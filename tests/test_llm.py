@@ -250,7 +250,7 @@ def test_eou_score_shares_the_reply_prefill(qwen):
 
 
 def test_a_prompt_in_slices_gives_the_same_score_and_reply_as_in_one_go(qwen):
-    """A speculative prefill yields to the recognizer between slices of 8 tokens; the result must not change."""
+    """A speculative prefill yields to the recognizer between slices; the result must not change."""
     messages = ask("What is the tallest mountain in Africa?", (Message("user", "Hi there."),
                                                                Message("assistant", "Hello! How can I help?")))
     qwen.reset()

@@ -27,6 +27,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                                "within its window with the system prompt first"),
     "answers": ("app.bench.answers", "65 spoken questions with accepted answers through the real session: accuracy, "
                                      "unreadable symbols, repetition loops, spoken length, V2V, memory"),
+    "turns": ("app.bench.turns", "the end-of-turn rule on labelled pauses (ends of turns, mid-sentence hesitations, "
+                                 "a sentence before the question; real people, Kokoro voices, espeak-ng): "
+                                 "takeovers and the wait added to complete turns, per rule"),
     "echo": ("app.bench.echo", "the echo canceller on the agent's voice with real people talking over it: echo "
                                "reduction, near-end level in double talk, delay estimate, WER with and without"),
 }

@@ -9,6 +9,7 @@ the text end-of-utterance score from `engines.scorer`, stepped decoding from `en
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -68,6 +69,20 @@ class Speculation:
         if self.generation is None:
             raise RuntimeError("the speculative prefill did not run")
         return self.generation
+
+
+@dataclass(eq=False)
+class Warming:
+    """A cache warm-up that may go on in several units: `cancel()` stops whichever runs or waits now, and any
+    later one starts nothing (a unit queued as it was cancelled finds `stopped`)."""
+
+    handle: UnitHandle | None = None
+    stopped: bool = False
+
+    def cancel(self, scheduler: Scheduler) -> None:
+        self.stopped = True
+        if self.handle is not None:
+            scheduler.cancel_unit(self.handle)
 
 
 class EngineWork:
@@ -139,16 +154,16 @@ class EngineWork:
                         stepper.step()
                     return UnitResult(asr.partial(), {"at_pause": True})
                 case Feed.MORE:
-                    if stepper is not None and stepper.wants_step():
-                        stepper.step()
+                    if stepper is not None and stepper.wants_step() and stepper.step():
+                        return UnitResult(asr.partial(), {"partial": True})
                     return None
 
         def done(handle: UnitHandle) -> None:
             text = handle.result()
             if feed is Feed.FINISH:
                 self.post(e.TranscriptFinal(self.scheduler.clock(), turn, text))
-            elif feed is Feed.PAUSE and text:
-                self.post(PauseText(turn, text))
+            elif text:
+                self.post(PauseText(turn, text, at_pause=feed is Feed.PAUSE))
 
         self.submit(turn, Stage.ASR, Priority.ASR, run, on_done=done, label=_FEED_LABELS[feed])
 
@@ -161,7 +176,7 @@ class EngineWork:
         def run(tok: CancelToken) -> object:
             if not started:
                 started.append((scorer or llm).start(messages, 1))
-            if not _prefill_slices(started[0], tok):
+            if not _prefill_slices(started[0], tok, WARM_UP_SLICE_TOKENS):
                 return LATER
             try:
                 if scorer is not None:
@@ -177,6 +192,31 @@ class EngineWork:
                 self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP)
 
         self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP)
+
+    def warm(self, turn: int, text: str) -> Warming:
+        """While the user speaks: evaluate the prompt up to their words so far, in slices, at background priority,
+        stopping at the first sign of more urgent work (nothing to continue: the next words or the speculation go
+        on from the cache). The caller cancels it before a speculation starts (a later `start()` would supersede
+        the speculation's generation)."""
+        llm, scorer, messages = self.engines.llm, self.engines.scorer, self.messages(text)
+
+        started: list[Generation] = []
+        warming = Warming()
+
+        def run(tok: CancelToken) -> object:
+            if warming.stopped:
+                return None
+            if not started:
+                started.append((scorer or llm).start(messages, 1))
+            return None if _prefill_slices(started[0], tok) else LATER
+
+        def done(unit: UnitHandle) -> None:
+            if unit.result() is LATER:  # it yielded: it goes on after the more urgent work
+                warming.handle = self.submit(turn, Stage.LLM, Priority.BACKGROUND, run, on_done=done,
+                                             label=Label.WARM_CACHE)
+
+        warming.handle = self.submit(turn, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_CACHE)
+        return warming
 
     def speculate(self, turn: int, text: str, number: int) -> Speculation:
         """Prefill the reply's prompt and read the text end-of-utterance score (`Scored`; the score is None when
@@ -211,13 +251,34 @@ class EngineWork:
 
 
 LATER = object()  # a prefill unit that yielded: the rest of the prompt goes in the next unit
-PREFILL_SLICE_TOKENS = 8  # a waiting recognizer unit waits for at most this many prompt tokens
+SLICE_BUDGET_S = 0.12  # a prompt slice takes about this long, so a waiting recognizer unit waits no longer
+WARM_UP_SLICE_TOKENS = 64  # the system prompt at start (1.5B, 2 CPU cores: 11 ms a token in 40s, 30 in 1-8s)
 
 
-def _prefill_slices(generation: Generation, tok: CancelToken) -> bool:
-    """Evaluate the prompt slice by slice while nothing more urgent waits; False when it yielded."""
+class _SliceSize:
+    """Prompt tokens per slice, sized from the last slice's time per token: one or two tokens for a 1.5B model
+    on two CPU cores (about 40 ms a token), hundreds on a GPU (where small batches would waste it)."""
+
+    tokens = 4
+
+    @classmethod
+    def measured(cls, tokens: int, seconds: float) -> None:
+        """At most double or halve per slice: a slice that found its tokens in the cache says nothing."""
+        if tokens > 0 and seconds > 0:
+            fit = int(SLICE_BUDGET_S * tokens / seconds)
+            cls.tokens = max(1, min(512, cls.tokens * 2, max(cls.tokens // 2, fit)))
+
+
+def _prefill_slices(generation: Generation, tok: CancelToken, size: int | None = None) -> bool:
+    """Evaluate the prompt slice by slice while nothing more urgent waits; False when it yielded. `size` fixes
+    the slice size (the system prompt's warm-up: large slices, several times faster per token on a CPU)."""
     if isinstance(generation, SlicedPrefill):
-        while not generation.prefill_slice(PREFILL_SLICE_TOKENS):
-            if tok.yield_requested:
+        while True:
+            tokens, started = size or _SliceSize.tokens, time.perf_counter()
+            if generation.prefill_slice(tokens):
+                return True
+            if size is None:
+                _SliceSize.measured(tokens, time.perf_counter() - started)
+            if tok.yield_requested or tok.cancelled:
                 return False
     return True

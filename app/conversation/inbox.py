@@ -38,10 +38,12 @@ class ReplyEnded:
 
 @dataclass(frozen=True, slots=True)
 class PauseText:
-    """What the recognizer had decoded at the onset of a pause of ``turn_id`` (a speculation may start on it)."""
+    """What the recognizer has decoded so far in ``turn_id``: at the onset of a pause (a speculation may start on
+    it), or while the user speaks (the LLM's cache may be warmed with it)."""
 
     turn_id: int
     text: str
+    at_pause: bool = True
 
 
 @dataclass(frozen=True, slots=True)

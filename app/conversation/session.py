@@ -126,11 +126,11 @@ class Session:
                         self._on_vad(item)
                     case ReplyEnded(turn_id=turn, summary=summary):
                         self._on_reply_ended(turn, summary)
-                    case PauseText(turn_id=turn, text=text):
+                    case PauseText(turn_id=turn, text=text, at_pause=at_pause):
                         state = self.state
                         if turn == state.turn_id and state.transcript is None and \
                                 state.phase in (Phase.USER_SPEAKING, Phase.USER_PAUSED):
-                            self.speculations.at_pause(turn, text)
+                            (self.speculations.at_pause if at_pause else self.speculations.warm)(turn, text)
                     case Scored(speculation=speculation):
                         if (score := self.speculations.scored(speculation)) is not None:
                             self._apply(score)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from app.audio.playback import PlaybackBuffer
 from app.conversation import events as e
-from app.conversation.engine_work import EngineWork, Speculation
+from app.conversation.engine_work import EngineWork, Speculation, Warming
 from app.conversation.inbox import FromReply, ReplyEnded, SessionInput
 from app.conversation.reply import Reply
 from app.metrics.marks import record_span
@@ -70,6 +70,7 @@ class Speculations:
         self.counts = SpeculationCounts()
         self._held: dict[int, _Held] = {}  # turn -> its one speculation
         self._numbers = 0
+        self._warming: Warming | None = None  # the cache warm-up on the words so far
 
     def reply_of(self, turn: int) -> Reply | None:
         held = self._held.get(turn)
@@ -79,6 +80,15 @@ class Speculations:
         return sorted(self._held)
 
     # ---- starting ------------------------------------------------------------------------------------------
+    def warm(self, turn: int, text: str) -> None:
+        """The words so far, while the user speaks: warm the LLM's cache with them (a newer text replaces a
+        warm-up still queued), unless a speculation already runs for the turn."""
+        if turn in self._held:
+            return
+        if self._warming is not None:
+            self._warming.cancel(self.scheduler)
+        self._warming = self.work.warm(turn, text)
+
     def at_pause(self, turn: int, text: str) -> None:
         """The recognizer's text at the onset of a pause: speculate on it (unless the running one says it)."""
         held = self._held.get(turn)
@@ -104,6 +114,9 @@ class Speculations:
         held.waiting.clear()
 
     def _start(self, turn: int, text: str) -> _Held:
+        if self._warming is not None:  # queued: dropped; running: it ends before the speculation's prefill starts
+            self._warming.cancel(self.scheduler)
+            self._warming = None
         self._numbers += 1
         speculation = self.work.speculate(turn, text, self._numbers)
         self.playback.hold(turn)

@@ -37,6 +37,8 @@ class TurnSettings:
     turn_threshold: float = 0.5  # Smart Turn P(complete) at or above this: audio says complete
     text_complete_log10: float = -1.2  # text score at or above: text says complete
     text_fragment_log10: float = -3.0  # text score at or below: text says fragment; between: unsure
+    text_sure_log10: float = -0.1  # text score at or above: sure enough to answer over the audio's "not yet" ...
+    sure_wait_s: float = 0.3  # ... after this long (bench turns: flat voices otherwise waited disagree_wait_s)
     text_score_wait_s: float | None = 0.5  # after TranscriptFinal, wait this long for a text score
     # (None: expect no text score; the session may also send EndOfUtteranceScore(score=None))
 
@@ -59,7 +61,8 @@ class TurnSettings:
         wants every reply within 0.5 s gets 0.5 s for each."""
         default = cls()
         return cls(max_wait_s=max_wait_s, uncertain_wait_s=min(default.uncertain_wait_s, max_wait_s),
-                   disagree_wait_s=min(default.disagree_wait_s, max_wait_s), **values)
+                   disagree_wait_s=min(default.disagree_wait_s, max_wait_s),
+                   sure_wait_s=min(default.sure_wait_s, max_wait_s), **values)
 
 
 class TurnSettingsError(ValueError):
@@ -135,14 +138,38 @@ def text_opinion(score: float | None, settings: TurnSettings) -> bool | None:
     return None
 
 
+def eot_wait(cfg: TurnSettings, audio_p: float, text_log10: float | None) -> float:
+    """Seconds after SpeechStopped at which the rule replies, once Smart Turn's probability and the text score
+    (None: none) are known (`cadence bench turns` compares rules with it)."""
+    return _rule(cfg, audio_p, text_log10)[0]
+
+
+def _rule(cfg: TurnSettings, audio_p: float, text_log10: float | None) -> tuple[float, str]:
+    audio = audio_p >= cfg.turn_threshold
+    if text_log10 is None:  # no text signal: the audio verdict alone decides
+        return (0.0, "complete") if audio else (cfg.max_wait_s, "max_wait")
+    text = text_opinion(text_log10, cfg)
+    if audio and text is True:
+        return 0.0, "complete"
+    if audio and text is None:
+        return cfg.uncertain_wait_s, "uncertain_wait"
+    if not audio and text_log10 >= cfg.text_sure_log10:  # words this surely complete outweigh a flat voice
+        return min(cfg.sure_wait_s, cfg.disagree_wait_s), "text_sure"
+    if text is not None and text != audio:
+        return cfg.disagree_wait_s, "disagree_wait"
+    return cfg.max_wait_s, "max_wait"
+
+
 def end_of_turn(state: ConversationState, t: float) -> str | None:
-    """Why the paused user's turn ends at ``t`` ("complete", "uncertain_wait", "disagree_wait", "max_wait"), or None.
+    """Why the paused user's turn ends at ``t`` ("complete", "uncertain_wait", "text_sure", "disagree_wait",
+    "max_wait"), or None.
 
     Needs a non-empty final transcript. Then: reply at ``max_wait_s`` after SpeechStopped whatever
     the signals say. Before that, with the audio verdict in (and the text score in, or given up on
     ``text_score_wait_s`` after the transcript): with no text score, the audio verdict decides; audio complete
-    and text complete -> reply now; audio complete and text unsure -> reply at ``uncertain_wait_s``; audio and
-    text disagree -> reply at ``disagree_wait_s``; otherwise wait for ``max_wait_s``.
+    and text complete -> reply now; audio complete and text unsure -> reply at ``uncertain_wait_s``; audio
+    incomplete but the text at or above ``text_sure_log10`` -> reply at ``sure_wait_s``; audio and text disagree
+    otherwise -> reply at ``disagree_wait_s``; otherwise wait for ``max_wait_s``.
     """
     cfg = state.settings
     if not state.transcript:
@@ -158,17 +185,8 @@ def end_of_turn(state: ConversationState, t: float) -> str | None:
         and t - state.transcript_at < cfg.text_score_wait_s
     ):
         return None
-    audio = state.audio_probability >= cfg.turn_threshold
-    if state.text_score is None:  # no text signal: the audio verdict alone decides
-        return "complete" if audio else None
-    text = text_opinion(state.text_score, cfg)
-    if audio and text is True:
-        return "complete"
-    if audio and text is None and waited >= cfg.uncertain_wait_s:
-        return "uncertain_wait"
-    if text is not None and text != audio and waited >= cfg.disagree_wait_s:
-        return "disagree_wait"
-    return None
+    wait, reason = _rule(cfg, state.audio_probability, state.text_score)
+    return reason if waited >= wait and reason != "max_wait" else None
 
 
 # ---- transitions -------------------------------------------------------------------------------

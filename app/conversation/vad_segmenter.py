@@ -58,7 +58,9 @@ def vad_step(state: VadState, probability: float, t_start: float, t_end: float
         return new, (SpeechStarted(run_start),)
     if probability >= cfg.off_threshold:
         return replace(state, last_speech_end=t_end), ()
-    onset: tuple[VadOutput, ...] = (PauseOnset(t_start),) if state.last_speech_end >= t_start else ()
+    # the first quiet frame follows the last speech frame directly (half a frame of slack: the times are floats)
+    first_quiet = t_start - state.last_speech_end < (t_end - t_start) / 2
+    onset: tuple[VadOutput, ...] = (PauseOnset(t_start),) if first_quiet else ()
     if t_end - state.last_speech_end >= cfg.pause_s:
         speech_s = state.last_speech_end - state.started_at
         return replace(state, speaking=False, run=0), (*onset, SpeechStopped(t_end, speech_s=speech_s))
