@@ -185,3 +185,18 @@ def test_speculations_are_marked_used_or_discarded_in_the_spans():
     wasted = marks[0].meta["number"]
     assert all(s.status == "cancelled" or s.finished_at <= marks[0].finished_at + 0.5
                for s in spans if s.meta.get("speculation") == wasted)
+
+
+# ---- why the turn ended -------------------------------------------------------------------------------------
+
+def test_each_turn_says_why_it_ended():
+    from app.ui.view_models import end_of_turn_label
+
+    items = talk(engines())
+    commit = next(i for i in items if isinstance(i, a.CommitReply))
+    assert commit.reason == "complete" and commit.audio_p == pytest.approx(0.9) and commit.text_log10 is None
+    assert commit.waited_s >= 0 and commit.at is not None
+    assert end_of_turn_label({"reason": "text_sure", "audio_p": 0.04, "text_log10": -0.005}) == \
+        "turn over: text_sure (Smart Turn 0.04, text -0.01)"
+    assert end_of_turn_label({"reason": "complete", "audio_p": 0.9, "text_log10": None}) == \
+        "turn over: complete (Smart Turn 0.90)"

@@ -48,10 +48,12 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
             "goal_met": met, "turns_answered": len(report["turns"]), "turns_asked": count,
             "mode": cfg.scheduler.mode, "engines": report["engines"],
             "v2v_disagreeing_turns": report["v2v_disagreeing_turns"], "notes": report["notes"],
-            "work": report["work"]}
+            "work": report["work"], "end_of_turn": [t["end_of_turn"] for t in report["turns"]]}
 
 
 def format_report(result: dict) -> str:
+    from collections import Counter
+
     from app.headless.report import summary_table
     from app.metrics.work import work_lines
 
@@ -61,6 +63,8 @@ def format_report(result: dict) -> str:
     if result["asr_wer"] is not None:
         lines.append(f"ASR word error rate on the questions: {result['asr_wer'] * 100:.1f} %")
     lines += work_lines(result["work"])
+    reasons = Counter(t.get("reason", "?") for t in result["end_of_turn"])
+    lines.append("end of turn: " + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()))
     goal = result["goal_ms"]
     lines.append(f"goal V2V P50 <= {goal['p50']:.0f} ms and P90 <= {goal['p90']:.0f} ms: "
                  + ("met" if result["goal_met"] else "not met"))

@@ -72,7 +72,9 @@ def cmd_headless(args) -> int:
         cut = " [interrupted]" if turn["interrupted"] else ""
         print(f"user:  {turn['transcript']}")
         print(f"agent: {turn['reply']}{cut}")
-        print(f"       v2v {_ms(turn['v2v_ms'])} (waveform {_ms(turn['v2v_waveform_ms'])})")
+        eot = turn["end_of_turn"]
+        why = f"; turn over: {eot['reason']} after {eot['waited_ms']:.0f} ms" if eot.get("reason") else ""
+        print(f"       v2v {_ms(turn['v2v_ms'])} (waveform {_ms(turn['v2v_waveform_ms'])}){why}")
     print()
     print(summary_table(report))
     if report.get("echo"):

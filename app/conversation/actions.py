@@ -6,7 +6,7 @@ records. ``LogEvent`` carries timings and counts only, never words of the conver
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -56,9 +56,15 @@ class StartSpeculativeReply:
 
 @dataclass(frozen=True, slots=True)
 class CommitReply:
-    """The speculative reply proceeds: generate and speak it."""
+    """The speculative reply proceeds: generate and speak it. Why the turn ended rides along (not compared):
+    the rule's reason, Smart Turn's probability, the text score and the wait the rule added after the pause."""
 
     turn_id: int
+    reason: str = field(default="", compare=False)
+    audio_p: float | None = field(default=None, compare=False)
+    text_log10: float | None = field(default=None, compare=False)
+    waited_s: float = field(default=0.0, compare=False)
+    at: float | None = field(default=None, compare=False)  # when (session clock)
 
 
 @dataclass(frozen=True, slots=True)

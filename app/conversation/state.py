@@ -226,7 +226,7 @@ def _maybe_commit(state: ConversationState, t: float, actions: Actions = ()) -> 
     audio_p = "none" if state.audio_probability is None else state.audio_probability
     text = "none" if state.text_score is None else state.text_score
     return replace(state, phase=Phase.RESPONDING), actions + (
-        a.CommitReply(state.turn_id),
+        a.CommitReply(state.turn_id, reason, state.audio_probability, state.text_score, t - state.stopped_at, t),
         a.AppendHistory("user", state.transcript),
         _log("turn_end", reason=reason, waited_s=t - state.stopped_at, audio_p=audio_p, text_log10=text),
     )

@@ -26,6 +26,7 @@ def build_report(result: HeadlessResult) -> dict:
             "v2v_ms": _r(v2v),
             "v2v_waveform_ms": _r(wave),
             "stages_ms": {k: _r(record.stages_ms.get(k)) for k in REPORT_STAGES},
+            "end_of_turn": {k: v for k, v in record.decision.items() if k != "at"},  # why, and the wait added
         }
         if record.barge_in_ms is not None:
             turn["barge_in_silence_ms"] = _r(record.barge_in_ms)

@@ -73,6 +73,7 @@ class TurnRecord:
     user_speech_end: float | None = None  # session clock
     first_audio_at: float | None = None
     barge_in_ms: float | None = None  # speech onset -> agent silent, for an interrupted reply
+    decision: dict = field(default_factory=dict)  # why the turn ended: reason, audio_p, text_log10, waited_ms
 
 
 class TurnCollector:
@@ -85,12 +86,15 @@ class TurnCollector:
         self.listeners: list[Callable[[TurnRecord], None]] = []
         self._transcripts: dict[int, str] = {}
         self._committed: int | None = None
+        self._decision: dict = {}
 
     def __call__(self, item) -> None:
         if isinstance(item, e.TranscriptFinal):
             self._transcripts[item.turn_id] = item.text
         elif isinstance(item, a.CommitReply):
             self._committed = item.turn_id
+            self._decision = {"reason": item.reason, "audio_p": item.audio_p, "text_log10": item.text_log10,
+                              "waited_ms": round(item.waited_s * 1000, 1), "at": item.at}
         elif isinstance(item, a.AppendHistory) and item.role == "assistant" and self._committed is not None:
             self._close(self._committed, item.text, item.interrupted)
             self._committed = None
@@ -102,6 +106,7 @@ class TurnCollector:
         record = TurnRecord(turn, self._transcripts.pop(turn, ""), reply, interrupted,
                             stage_latencies(spans, speech))
         record.user_speech_end = speech.finished_at if speech else None
+        record.decision = self._decision
         record.first_audio_at = play.started_at if play else None
         if interrupted:
             barge = [s for s in self.scheduler.spans.for_turn(turn) if s.stage == Stage.BARGE_IN]

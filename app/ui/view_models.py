@@ -191,6 +191,14 @@ class Timeline:
     counts: dict[str, int] = field(default_factory=dict)  # bars per row
 
 
+def end_of_turn_label(decision: dict) -> str:
+    """'turn over: complete (Smart Turn 0.97, text -0.01)': why the reply was committed."""
+    p, text = decision.get("audio_p"), decision.get("text_log10")
+    signals = ", ".join(x for x in ("" if p is None else f"Smart Turn {p:.2f}",
+                                    "" if text is None else f"text {text:.2f}") if x)
+    return f"turn over: {decision.get('reason', '?')}" + (f" ({signals})" if signals else "")
+
+
 def row_of(span: Span) -> str | None:
     for lane in (CPU_LANE, DEVICE_LANE):  # concurrent mode runs a device lane per stage: device/llm, ...
         if span.lane == lane or span.lane.startswith(lane + "/"):
@@ -220,6 +228,8 @@ def build_timeline(spans: list[Span], record: TurnRecord, margin_s: float = 0.4)
     bars.sort(key=lambda b: b.start_ms)
     markers = [(0.0, "you stopped")]
     v2v = record.stages_ms.get(Latency.V2V)
+    if record.decision.get("at") is not None:  # why the turn ended, where it ended
+        markers.append(((record.decision["at"] - zero) * 1000, end_of_turn_label(record.decision)))
     if record.first_audio_at is not None:
         markers.append(((record.first_audio_at - zero) * 1000, "agent speaks"))
     counts = {row: sum(1 for b in bars if b.row == row) for row in TIMELINE_ROWS}
