@@ -17,6 +17,7 @@ APT_PACKAGES=(
   libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
   libxcb-randr0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3   # Qt's xcb platform
   desktop-file-utils                                      # checks packaging/cadence.desktop
+  espeak-ng                                               # a flat robotic voice for `cadence bench turns`
 )
 
 say() { printf '\n==> %s\n' "$*"; }

@@ -163,3 +163,35 @@ def test_bench_answers_asks_through_the_spoken_session(tmp_path):
     assert all(row["heard_right"] for row in rows), [row["heard"] for row in rows]  # Kokoro voices, clearly heard
     assert data["v2v_ms"]["n"] == 3 and all(row["v2v_ms"] > 0 for row in rows)
     assert all(row["reply"] and not any(ch.isdigit() for ch in row["reply"]) for row in rows)
+
+
+def test_bench_turns_counts_takeovers_and_waits_per_rule():
+    """The rule evaluation, on hand-made features: a mid-sentence pause both signals call complete is taken over
+    by every rule; a complete question in a flat voice (Smart Turn 0.02, text -0.08) waits 1.5 s under the old
+    rule and 0.3 s under the default."""
+    import numpy as np
+
+    from app.bench.turns import RULES, Sample, _evaluate
+    from app.conversation.state import TurnSettings
+
+    samples = [Sample("kokoro", "mid", 0.6, np.zeros(0), "What is that?", 0.85, -0.56),
+               Sample("kokoro", "mid", 0.8, np.zeros(0), "What is the", 0.97, -5.0),
+               Sample("kokoro", "complete", np.inf, np.zeros(0), "How many continents are there?", 0.02, -0.08)]
+    before = _evaluate(samples, TurnSettings(), RULES["before (disagree waits 1.5 s)"])["kokoro"]
+    default = _evaluate(samples, TurnSettings(), {})["kokoro"]
+    assert (before["takeovers"], before["mid_pauses"], before["wait_mean_s"]) == (1, 2, 1.5)
+    assert (default["takeovers"], default["wait_mean_s"], default["waited_1s_or_more"]) == (1, 0.3, 0)
+    assert RULES["text >= -0.2 trusted after 0.3 s"] == {"text_sure_log10": TurnSettings().text_sure_log10}
+
+
+@pytest.mark.slow
+def test_bench_turns_measures_labelled_pauses(tmp_path):
+    data, stdout = run_bench(tmp_path, "turns")  # --quick: 6 questions per voice
+    assert data["samples"] > 40 and set(data["rules"]) >= {"before (disagree waits 1.5 s)"}
+    for rule in data["rules"].values():
+        assert {"real", "kokoro", "preamble"} <= set(rule)
+        assert all(0 <= r["takeovers"] <= r["mid_pauses"] for r in rule.values())
+    labels = {(f["source"], f["label"]) for f in data["features"]}
+    assert {("real", "complete"), ("real", "mid"), ("kokoro", "complete"), ("kokoro", "mid")} <= labels
+    assert all(0 <= f["audio_p"] <= 1 for f in data["features"])
+    assert "takeovers" in stdout and data["machine"]["cpu"]

@@ -67,7 +67,7 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     log(f"measuring {len(samples)} pauses")
     _measure(samples, engines, cfg)
     settings = TurnSettings.scaled(cfg.turn.max_wait_ms / 1000, turn_threshold=cfg.turn.turn_threshold)
-    rules = {name: _evaluate(samples, settings, sure) for name, sure in RULES.items()}
+    rules = {name: _evaluate(samples, settings, changes) for name, changes in RULES.items()}
     return {"samples": len(samples), "espeak": any(s.source == "espeak" for s in samples), "rules": rules,
             "features": [_features(s) for s in samples]}
 
@@ -79,24 +79,23 @@ def _features(s: Sample) -> dict:
             "text_log10": None if s.text_log10 is None else round(s.text_log10, 3)}
 
 
-# the rules compared: the text score at or above which a complete reading is trusted over the audio's "not yet",
-# and how long it then waits (None: the rule as it was, waiting the disagreement wait)
-RULES: dict[str, tuple[float, float] | None] = {"as before (disagree: 1.5 s)": None,
-                                                "text >= -0.05 trusted after 0.3 s": (-0.05, 0.3),
-                                                "text >= -0.1 trusted after 0.3 s": (-0.1, 0.3),
-                                                "text >= -0.2 trusted after 0.3 s": (-0.2, 0.3),
-                                                "text >= -0.1 trusted after 0.5 s": (-0.1, 0.5)}
+# the rules compared, as changes to the turn-taking settings: the rule before this measurement (no trust in a surely
+# complete text over the audio's "not yet"), the default chosen with this set, and stricter alternatives
+RULES: dict[str, dict[str, float]] = {
+    "before (disagree waits 1.5 s)": {"text_sure_log10": 1.0},
+    "text >= -0.1 trusted after 0.3 s": {"text_sure_log10": -0.1},
+    "text >= -0.2 trusted after 0.3 s": {"text_sure_log10": -0.2},  # the default
+    "... and 'complete' text >= -0.25": {"text_sure_log10": -0.2, "text_complete_log10": -0.25},
+    "... and 'complete' text >= -0.6": {"text_sure_log10": -0.2, "text_complete_log10": -0.6},
+}
 
 
-def _evaluate(samples: list[Sample], settings, sure: tuple[float, float] | None) -> dict:
+def _evaluate(samples: list[Sample], settings, changes: dict[str, float]) -> dict:
     from dataclasses import replace
 
     from app.conversation.state import eot_wait
 
-    if sure is not None:
-        settings = replace(settings, text_sure_log10=sure[0], sure_wait_s=sure[1])
-    else:
-        settings = replace(settings, text_sure_log10=1.0)  # never: the old rule
+    settings = replace(settings, **changes)
     out: dict[str, dict] = {}
     for source in ("real", "kokoro", "espeak", "preamble"):
         mine = [s for s in samples if s.source == source]

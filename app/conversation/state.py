@@ -37,8 +37,8 @@ class TurnSettings:
     turn_threshold: float = 0.5  # Smart Turn P(complete) at or above this: audio says complete
     text_complete_log10: float = -1.2  # text score at or above: text says complete
     text_fragment_log10: float = -3.0  # text score at or below: text says fragment; between: unsure
-    text_sure_log10: float = -0.1  # text score at or above: sure enough to answer over the audio's "not yet" ...
-    sure_wait_s: float = 0.3  # ... after this long (bench turns: flat voices otherwise waited disagree_wait_s)
+    text_sure_log10: float = -0.2  # text score at or above: sure enough to answer over the audio's "not yet" ...
+    sure_wait_s: float = 0.3  # ... after this long (`cadence bench turns`: no added takeover; docs/turn-taking.md)
     text_score_wait_s: float | None = 0.5  # after TranscriptFinal, wait this long for a text score
     # (None: expect no text score; the session may also send EndOfUtteranceScore(score=None))
 
