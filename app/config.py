@@ -13,7 +13,7 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -73,6 +73,9 @@ class TurnConfig:
     min_barge_in_ms: int = _opt(300, "speech must last this long to interrupt a reply", 0, 2000)
     vad_threshold: float = _opt(0.5, "speech probability threshold", 0.05, 0.95)
     turn_threshold: float = _opt(0.5, "Smart Turn probability for 'complete'", 0.05, 0.95)
+    pipeline: str = _opt("cadence", "'naive' = a plain pipeline to compare with (bench conversation --baseline): "
+                         "no decode or speculation before the end of turn, Smart Turn alone decides, the whole "
+                         "first sentence before the voice", choices=("cadence", "naive"))
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,9 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
                           "a larger llm.n_ctx)")
     # the budget counts the system prompt too (History.trim keeps it and measures it)
     history_chars = min(len(prompt) + fits, max(MIN_HISTORY_CHARS, len(prompt) + 3 * cfg.llm.history_tokens))
+    if t.pipeline == "naive":  # Smart Turn alone: no text score is waited for
+        turn = replace(turn, text_score_wait_s=None)
     session = SessionSettings(turn=turn, vad=vad, max_reply_tokens=cfg.llm.max_reply_tokens,
-                              max_spoken_words=cfg.llm.max_spoken_words, history_chars=history_chars)
+                              max_spoken_words=cfg.llm.max_spoken_words, history_chars=history_chars,
+                              naive=t.pipeline == "naive")
     return RuntimeSettings(scheduler, session, prompt)

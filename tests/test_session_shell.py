@@ -122,7 +122,8 @@ def engines(vad: LoudnessVad | None = None) -> Engines:
     return Engines(vad or LoudnessVad(), SureTurn(), SteppedAsr(), PlainLlm(), Beep(), names={"llm": "fake"})
 
 
-def talk(engines: Engines, seconds_after: float = 2.5, spans: list | None = None) -> list[Notification]:
+def talk(engines: Engines, seconds_after: float = 2.5, spans: list | None = None,
+         cfg: Config | None = None) -> list[Notification]:
     """0.3 s of silence, 1 s of 'speech' (a loud tone), then silence; every notification of the session (and
     every span, into `spans`)."""
     t = np.arange(RATE) / RATE
@@ -135,7 +136,8 @@ def talk(engines: Engines, seconds_after: float = 2.5, spans: list | None = None
         devices.append(HeadlessDuplex(array_source(audio), playback, RATE))
         return devices[0]
 
-    conversation = build_conversation(Config(), engines, open_device, cancel_echo=False, observers=[items.append])
+    conversation = build_conversation(cfg or Config(), engines, open_device, cancel_echo=False,
+                                      observers=[items.append])
     if spans is not None:
         conversation.scheduler.spans.subscribe(spans.append)
     conversation.start()

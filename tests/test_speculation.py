@@ -200,3 +200,20 @@ def test_each_turn_says_why_it_ended():
         "turn over: text_sure (Smart Turn 0.04, text -0.01)"
     assert end_of_turn_label({"reason": "complete", "audio_p": 0.9, "text_log10": None}) == \
         "turn over: complete (Smart Turn 0.90)"
+
+
+def test_the_naive_pipeline_does_nothing_before_the_end_of_turn():
+    """`turn.pipeline = naive` (the bench's baseline): no decode at the pause onset, no cache warm-up, no
+    speculation: the reply's prompt is evaluated only once the turn is committed, on Smart Turn alone."""
+    from app.config import from_dict
+
+    spans: list = []
+    items = talk(engines(), spans=spans, cfg=from_dict({"turn": {"pipeline": "naive"}}))
+    commit = next(i for i in items if isinstance(i, a.CommitReply))
+    assert commit.reason == "complete" and commit.text_log10 is None
+    labels = {s.label for s in spans}
+    assert "asr-pause" not in labels and "warm-cache" not in labels
+    prefill = next(s for s in spans if s.label == "prefill")
+    assert commit.at is not None and prefill.queued_at >= commit.at  # asked only after the commit
+    history = [(i.role, i.text) for i in items if isinstance(i, a.AppendHistory)]
+    assert history == [("user", "hello there"), ("assistant", "Hi there. Nice to hear you.")]

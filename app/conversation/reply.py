@@ -25,7 +25,7 @@ class Reply:
     def __init__(self, scheduler: Scheduler, turn: int, generation: Callable[[], Generation], tts: Synthesizer,
                  playback: PlaybackBuffer, *, on_segment: Callable[[int, str, float], None],
                  on_finished: Callable[[StreamSummary], None], on_error: Callable[[BaseException], None],
-                 max_words: int = 60, held: bool = False, meta: dict | None = None):
+                 max_words: int = 60, held: bool = False, meta: dict | None = None, whole_sentences: bool = False):
         self.turn = turn
         self._generation = generation  # the prefill unit creates it on the device lane, before the first step
         self.tts = tts
@@ -33,7 +33,7 @@ class Reply:
         self._audible = False
         self._discarded = False
         self._push_lock = threading.Lock()  # a discarded reply pushes nothing more, not even a chunk in flight
-        self.text = ReplyText(max_words)
+        self.text = ReplyText(max_words, whole_sentences)
         self.stream = InterleavedStream(
             scheduler, turn, produce=self._produce, split=self.text.split, render=self._render, lead=playback.lead_s,
             produce_stage=Stage.LLM, render_stage=Stage.TTS, produce_priority=Priority.LLM,

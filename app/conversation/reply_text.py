@@ -29,8 +29,9 @@ def split_reply(buffer: str, first: bool, final: bool) -> tuple[list[str], str]:
 
 
 class ReplyText:
-    def __init__(self, max_words: int = 60):
+    def __init__(self, max_words: int = 60, whole_sentences: bool = False):
         self.max_words = max_words
+        self.whole_sentences = whole_sentences  # a first segment is a whole sentence (the naive pipeline)
         self.text = ""  # everything the generation produced so far (written form)
         self.cut = False  # the generation stopped mid-reply: its unfinished last sentence is not spoken
         self.first_token_at: float | None = None
@@ -54,7 +55,7 @@ class ReplyText:
             if not finished and len(self.text.split()) >= self.max_words and _ENDS_SENTENCE.search(self.text):
                 generation.cancel()  # long enough, and a sentence just ended: the reply ends here
                 finished = True
-            if not self._first_cut and split_reply(self.text, first=True, final=False)[0]:
+            if not self._first_cut and split_reply(self.text, not self.whole_sentences, final=False)[0]:
                 self._first_cut = True
                 break
         return "".join(parts), finished, tokens
@@ -62,7 +63,7 @@ class ReplyText:
     def split(self, buffer: str, first: bool, final: bool) -> tuple[list[str], str]:
         """The segments in spoken form; a cut generation's unfinished last sentence is dropped (a reply that is
         nothing but that sentence still says it: better a cut answer than silence)."""
-        segments, rest = split_reply(buffer, first, final and not self.cut)
+        segments, rest = split_reply(buffer, first and not self.whole_sentences, final and not self.cut)
         if final and self.cut:
             if not segments and first and rest.strip():
                 segments = [rest.strip()]

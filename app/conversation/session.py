@@ -128,7 +128,7 @@ class Session:
                         self._on_reply_ended(turn, summary)
                     case PauseText(turn_id=turn, text=text, at_pause=at_pause):
                         state = self.state
-                        if turn == state.turn_id and state.transcript is None and \
+                        if turn == state.turn_id and state.transcript is None and not self.settings.naive and \
                                 state.phase in (Phase.USER_SPEAKING, Phase.USER_PAUSED):
                             (self.speculations.at_pause if at_pause else self.speculations.warm)(turn, text)
                     case Scored(speculation=speculation):
@@ -179,7 +179,7 @@ class Session:
         for output in outputs:
             match output:
                 case PauseOnset():
-                    if self._asr_turn is not None:
+                    if self._asr_turn is not None and not self.settings.naive:
                         self._feed_asr(Feed.PAUSE)
                 case e.SpeechStopped():
                     self._end_user_speech(output)
@@ -251,7 +251,7 @@ class Session:
             case a.StartTurnDetection(turn_id=turn, from_t=from_t):
                 self.work.detect_turn(turn, self.mic.since(max(from_t - PREROLL_S, self.mic.t_end - TURN_WINDOW_S)))
             case a.StartSpeculativeReply(turn_id=turn, text=text):
-                self.speculations.on_transcript(turn, text)
+                self.speculations.on_transcript(turn, text, later=self.settings.naive)
             case a.CommitReply(turn_id=turn):
                 self._replies[turn] = self.speculations.commit(turn)
             case a.CancelReply(turn_id=turn):
@@ -297,7 +297,8 @@ class Session:
             on_finished=lambda summary: post(FromReply(reply, ReplyEnded(turn, summary))),
             on_error=lambda exc: post(FromReply(reply, e.EngineFailed(clock(), turn, Stage.REPLY,
                                                                       type(exc).__name__))),
-            max_words=self.settings.max_spoken_words, held=True, meta={"speculation": speculation.number})
+            max_words=self.settings.max_spoken_words, held=True, meta={"speculation": speculation.number},
+            whole_sentences=self.settings.naive)
         return reply
 
     def _from_reply(self, item: FromReply) -> None:

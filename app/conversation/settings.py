@@ -15,3 +15,4 @@ class SessionSettings:
     max_reply_tokens: int = 160
     max_spoken_words: int = 60  # past this, the reply ends at its next sentence end
     history_chars: int = 9000  # the history kept in the prompt (oldest turns dropped first; system prompt kept)
+    naive: bool = False  # a plain pipeline to compare with: nothing before the end of turn, whole first sentence

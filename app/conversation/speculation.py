@@ -70,6 +70,7 @@ class Speculations:
         self.counts = SpeculationCounts()
         self._held: dict[int, _Held] = {}  # turn -> its one speculation
         self._numbers = 0
+        self._deferred: dict[int, str] = {}  # the naive pipeline: turn -> the text its reply starts on at commit
         self._warming: Warming | None = None  # the cache warm-up on the words so far
 
     def reply_of(self, turn: int) -> Reply | None:
@@ -98,8 +99,13 @@ class Speculations:
             self._discard(held, "words_changed")
         self._start(turn, text)
 
-    def on_transcript(self, turn: int, text: str) -> None:
-        """The core's `StartSpeculativeReply`: adopt the running speculation if it has the same words."""
+    def on_transcript(self, turn: int, text: str, later: bool = False) -> None:
+        """The core's `StartSpeculativeReply`: adopt the running speculation if it has the same words. `later`
+        (the naive pipeline): nothing now, no text score; the reply starts at the commit."""
+        if later:
+            self._deferred[turn] = text
+            self.post(e.EndOfUtteranceScore(self.scheduler.clock(), turn, None))
+            return
         held = self._held.get(turn)
         if held is not None and not same_words(held.speculation.text, text):
             self._discard(held, "words_changed")
@@ -149,6 +155,8 @@ class Speculations:
     # ---- endings -------------------------------------------------------------------------------------------
     def commit(self, turn: int) -> Reply:
         """The turn is over: its speculation becomes the reply (its held audio plays now)."""
+        if turn in self._deferred:  # the naive pipeline: the reply starts only now
+            self._start(turn, self._deferred.pop(turn)).adopted = True
         held = self._held.pop(turn)
         self.counts.used += 1
         self._mark(held, used=True)
@@ -160,6 +168,7 @@ class Speculations:
 
     def cancel(self, turn: int) -> None:
         """The turn's reply is not wanted (the user resumed, barge-in, a failure): drop it and its audio."""
+        self._deferred.pop(turn, None)
         held = self._held.pop(turn, None)
         if held is not None:
             self._drop(held, "cancelled")
