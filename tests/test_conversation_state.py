@@ -126,10 +126,17 @@ def test_incomplete_then_user_resumes_cancels_speculation_and_continues_the_turn
     assert out[0] == a.StartTurnDetection(2, 0.0)  # Smart Turn over the whole turn, not the last segment
 
 
-def test_resume_before_transcript_cancels_nothing():
+def test_resume_before_transcript_cancels_the_reply_prepared_in_the_pause():
+    """The session may have started a reply at the pause's onset, before any transcript: it goes too."""
     s, out = run([SpeechStarted(0.0), SpeechStopped(1.2), SpeechStarted(1.5)])
-    assert not of(out, a.CancelReply)
+    assert of(out, a.CancelReply) == [a.CancelReply(1, "user_resumed")]
     assert of(out, a.ContinueTranscription) == [a.ContinueTranscription(2, 1, 0.0)]
+
+
+def test_an_empty_transcript_cancels_the_reply_prepared_in_the_pause():
+    s, out = run([SpeechStarted(0.0), SpeechStopped(1.2), TranscriptFinal(1.4, 1, "  ")])
+    assert s.phase is Phase.LISTENING
+    assert of(out, a.CancelReply) == [a.CancelReply(1, "empty_transcript")]
 
 
 def test_results_of_the_paused_attempt_are_stale_after_resuming():
@@ -192,10 +199,10 @@ def test_unsure_text_and_resumed_speech_is_one_turn():
 
 def test_waits_for_text_score_then_audio_alone_decides_after_timeout():
     events = [SpeechStarted(0.0), SpeechStopped(1.2), TurnVerdict(1.25, 1, True, 0.9),
-              TranscriptFinal(1.3, 1, QUESTION), Tick(1.79)]
+              TranscriptFinal(1.3, 1, QUESTION), Tick(2.29)]
     s, out = run(events)
-    assert not of(out, a.CommitReply)  # text score may still come (text_score_wait_s=0.5)
-    assert of(run([Tick(1.8)], s)[1], a.CommitReply) == [a.CommitReply(1)]
+    assert not of(out, a.CommitReply)  # the text score may still come (text_score_wait_s=1.0)
+    assert of(run([Tick(2.31)], s)[1], a.CommitReply) == [a.CommitReply(1)]
 
 
 def test_without_text_signal_audio_verdict_decides_at_once():

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 
 import pytest
 
+from app.audio.playback import PlaybackBuffer
 from app.config import from_dict
 from app.conversation import actions as a
 from app.conversation import events as e
@@ -70,6 +72,9 @@ class FaultyLlm:
 
 
 # ---- an engine raising mid-turn ---------------------------------------------------------------------------------
+playing = threading.Event()  # the agent's voice has started playing (the TTS fault waits for it)
+
+
 def inject(engines, stage: str):
     """(engines with one faulty stage, its trigger, whether the fault falls after the reply was committed)."""
     trigger = Trigger()
@@ -79,10 +84,10 @@ def inject(engines, stage: str):
         return dataclasses.replace(engines, turn=Faulty(engines.turn, "probability_complete", trigger)), trigger, False
     if stage == "llm-prefill":  # the speculative prefill of the first turn (the reply may be committed meanwhile)
         return dataclasses.replace(engines, llm=FaultyLlm(engines.llm, "prefill", trigger)), trigger, None
-    if stage == "llm":  # the first token of the first reply: nothing was heard yet
-        return dataclasses.replace(engines, llm=FaultyLlm(engines.llm, "step", trigger)), trigger, True
-    if stage == "tts":  # the reply's second segment, while its first one plays
-        trigger.when = lambda: trigger.calls >= 2
+    if stage == "llm":  # the first token of the first reply (written in the pause, or once committed): none heard
+        return dataclasses.replace(engines, llm=FaultyLlm(engines.llm, "step", trigger)), trigger, None
+    if stage == "tts":  # a later segment of the reply, while its first one plays
+        trigger.when = playing.is_set
         return dataclasses.replace(engines, tts=Faulty(engines.tts, "synthesize", trigger)), trigger, True
     raise ValueError(stage)
 
@@ -90,6 +95,16 @@ def inject(engines, stage: str):
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["asr", "turn", "llm-prefill", "llm", "tts"])
 def test_an_engine_raising_mid_turn_drops_that_turn_and_the_next_works(engines, stage, monkeypatch, debug_logs):
+    playing.clear()
+    read = PlaybackBuffer.read
+
+    def read_and_tell(self, frames):  # the speaker's side: the agent's first audible sample sets `playing`
+        out, notes = read(self, frames)
+        if notes and out.any():
+            playing.set()
+        return out, notes
+
+    monkeypatch.setattr(PlaybackBuffer, "read", read_and_tell)
     faulty, trigger, committed = inject(engines, stage)
     cfg = from_dict({"llm": {"max_reply_tokens": 40}})
     # a committed reply fails on a question whose answer takes more than one segment

@@ -236,6 +236,8 @@ class Session:
             self._notify(action)
             self._carry_out(action)
         if self.state.phase is not before:
+            if self.state.phase is Phase.LISTENING:  # no turn in progress: nothing prepared for one may stay held
+                self.speculations.cancel_all()
             self._notify(self.state.phase)
 
     def _carry_out(self, action: a.Action) -> None:

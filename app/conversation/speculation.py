@@ -173,6 +173,10 @@ class Speculations:
         if held is not None:
             self._drop(held, "cancelled")
 
+    def cancel_all(self) -> None:
+        for turn in list(self._held) + list(self._deferred):
+            self.cancel(turn)
+
     def _discard(self, held: _Held, why: str) -> None:
         self._held.pop(held.speculation.turn_id, None)
         self._drop(held, why)

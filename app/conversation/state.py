@@ -39,7 +39,8 @@ class TurnSettings:
     text_fragment_log10: float = -3.0  # text score at or below: text says fragment; between: unsure
     text_sure_log10: float = -0.2  # text score at or above: sure enough to answer over the audio's "not yet" ...
     sure_wait_s: float = 0.3  # ... after this long (`cadence bench turns`: no added takeover; docs/turn-taking.md)
-    text_score_wait_s: float | None = 0.5  # after TranscriptFinal, wait this long for a text score
+    text_score_wait_s: float | None = 1.0  # after TranscriptFinal, wait this long for a text score (it comes from
+    # the reply's own prefill, which the first audio waits for anyway)
     # (None: expect no text score; the session may also send EndOfUtteranceScore(score=None))
 
     def __post_init__(self) -> None:
@@ -62,7 +63,8 @@ class TurnSettings:
         default = cls()
         return cls(max_wait_s=max_wait_s, uncertain_wait_s=min(default.uncertain_wait_s, max_wait_s),
                    disagree_wait_s=min(default.disagree_wait_s, max_wait_s),
-                   sure_wait_s=min(default.sure_wait_s, max_wait_s), **values)
+                   sure_wait_s=min(default.sure_wait_s, max_wait_s),
+                   text_score_wait_s=min(default.text_score_wait_s or max_wait_s, max_wait_s), **values)
 
 
 class TurnSettingsError(ValueError):
@@ -247,8 +249,8 @@ def _on_speech_started(s: ConversationState, ev: e.SpeechStarted) -> Result:
     if s.phase is Phase.LISTENING:
         return _start_user_turn(s, ev.t, ())
     if s.phase is Phase.USER_PAUSED:  # resumed before the reply was committed: same user turn
-        turn_id = s.turn_id + 1
-        actions: Actions = (a.CancelReply(s.turn_id, "user_resumed"),) if s.transcript else ()
+        turn_id = s.turn_id + 1  # the paused attempt's reply (a speculation may run before the transcript) goes
+        actions: Actions = (a.CancelReply(s.turn_id, "user_resumed"),)
         actions += (
             a.ContinueTranscription(turn_id, s.turn_id, s.user_started_at),
             _log("user_resumed", paused_s=ev.t - s.stopped_at),
@@ -303,8 +305,9 @@ def _on_transcript_final(s: ConversationState, ev: e.TranscriptFinal) -> Result:
     if s.phase is not Phase.USER_PAUSED or s.transcript is not None:
         return s, ()
     text = ev.text.strip()
-    if not text:  # noise, or nothing recognisable: no reply
-        return _fresh(s, Phase.LISTENING), (_log("empty_transcript", after_s=ev.t - s.stopped_at),)
+    if not text:  # noise, or nothing recognisable: no reply (nor the one prepared in the pause)
+        return _fresh(s, Phase.LISTENING), (a.CancelReply(s.turn_id, "empty_transcript"),
+                                            _log("empty_transcript", after_s=ev.t - s.stopped_at))
     s = replace(s, transcript=text, transcript_at=ev.t)
     speculate = a.StartSpeculativeReply(s.turn_id, text)
     return _maybe_commit(s, ev.t, (speculate, _log("transcript_final", after_s=ev.t - s.stopped_at)))
