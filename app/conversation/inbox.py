@@ -67,4 +67,4 @@ class Stop:
     """Ends the session thread."""
 
 
-SessionInput = Block | VadJudged | ReplyEnded | PauseText | Scored | FromReply | Stop | e.Event
+SessionInput = Block | VadJudged | PauseText | Scored | FromReply | Stop | e.Event  # a reply's end comes in FromReply

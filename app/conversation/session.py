@@ -124,8 +124,6 @@ class Session:
                         self._on_block(item)
                     case VadJudged():
                         self._on_vad(item)
-                    case ReplyEnded(turn_id=turn, summary=summary):
-                        self._on_reply_ended(turn, summary)
                     case PauseText(turn_id=turn, text=text, at_pause=at_pause):
                         state = self.state
                         if turn == state.turn_id and state.transcript is None and not self.settings.naive and \
