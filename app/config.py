@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 import platformdirs
 import tomli_w
@@ -64,6 +65,16 @@ class LlmConfig:
                                      "remembers longer but answers slower as a session grows", 64, 262144)
     temperature: float = _opt(0.0, "sampling temperature (0 = greedy)", 0.0, 2.0)
     system_prompt: str = _opt("", "system prompt; empty = assets/system_prompt.txt")
+    base_url: str = _opt("", "an OpenAI-compatible server to answer instead of the local model, e.g. "
+                             "http://127.0.0.1:8080/v1 (llama.cpp), http://127.0.0.1:11434/v1 (Ollama); empty = local")
+    remote_model: str = _opt("", "the model name on that server; empty = the first one it lists")
+    api_key_env: str = _opt("CADENCE_LLM_API_KEY", "the environment variable holding the server's API key (the key "
+                                                   "itself is never written to the config)")
+    remote_chat_template: str = _opt("", "the remote model's chat template, for the text end-of-turn score from the "
+                                         "server's log-probabilities ('chatml' for Qwen; empty = none: the audio "
+                                         "decides)", choices=("", "chatml"))
+    first_token_timeout_s: float = _opt(10.0, "a remote server that sends nothing for this long fails the turn", 0.5,
+                                        300.0)
 
 
 @dataclass(frozen=True)
@@ -247,6 +258,18 @@ def system_prompt(cfg: Config) -> str:
     return cfg.llm.system_prompt or asset("system_prompt.txt").read_text(encoding="utf-8").strip()
 
 
+def _check_remote(c: LlmConfig) -> None:
+    if not c.base_url:
+        if c.remote_model or c.remote_chat_template:
+            raise ConfigError("llm.remote_model: set llm.base_url too (the server it names a model of)")
+        return
+    parts = urlsplit(c.base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"llm.base_url: {c.base_url!r} is not an http(s) URL such as http://127.0.0.1:8080/v1")
+    if not c.api_key_env.replace("_", "").isalnum():
+        raise ConfigError(f"llm.api_key_env: {c.api_key_env!r} is not an environment variable name")
+
+
 def runtime_settings(cfg: Config) -> RuntimeSettings:
     """Build (and so validate) the scheduler's and the session's settings; a ConfigError names the key."""
     s, t = cfg.scheduler, cfg.turn
@@ -265,6 +288,7 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
         vad = VadSettings(threshold=t.vad_threshold, pause_s=t.pause_ms / 1000)
     except TurnSettingsError as exc:
         raise ConfigError(f"{_TURN_KEYS.get(exc.field, 'turn')}: {exc}") from None
+    _check_remote(cfg.llm)
     prompt = system_prompt(cfg)
     # The prompt must leave room for the reply: ~3 characters per token is a safe bound for English. Within the
     # window, the history is held to `llm.history_tokens`: each token of context slows every later answer (a

@@ -5,13 +5,15 @@ Heavy engine modules are imported only when chosen, so `cadence --help` stays fa
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.config import Config
 from app.errors import InputError
 from engines.catalog import ModelEntry, UnknownModel, get
 from engines.engine_set import Engines
+from engines.llm_remote import RemoteLlmError as RemoteLlmUnusable
 from engines.user_files import check_user_file
 
 log = logging.getLogger("cadence.engines")
@@ -67,7 +69,31 @@ def build_asr(cfg: Config, model_id: str | None = None):
     raise InputError(f"{entry.id}: no engine for {entry.engine!r}")
 
 
+def build_remote_llm(cfg: Config):
+    """The model on an OpenAI-compatible server (`llm.base_url`), checked at once: a server that does not answer,
+    refuses the key or lacks the model is one clear line here, before the conversation starts."""
+    from engines.llm_remote import RemoteGenerator, RemoteScoringGenerator, plain_http_warning
+
+    c = cfg.llm
+    if warning := plain_http_warning(c.base_url):
+        log.warning("%s", warning)
+    kw: dict[str, Any] = dict(api_key=os.environ.get(c.api_key_env, ""), api_key_env=c.api_key_env,
+                              first_token_timeout_s=c.first_token_timeout_s, temperature=c.temperature)
+    model = c.remote_model
+    if not model:  # the server's first model (llama.cpp's and llama-cpp-python's servers serve one)
+        names = RemoteGenerator(c.base_url, "", **kw).models()
+        if not names:
+            raise RemoteLlmUnusable(f"the LLM server at {c.base_url} lists no model: set llm.remote_model")
+        model = names[0]
+    gen = RemoteScoringGenerator(c.base_url, model, chat_template=c.remote_chat_template, **kw) \
+        if c.remote_chat_template else RemoteGenerator(c.base_url, model, **kw)
+    gen.check()
+    return gen
+
+
 def build_llm(cfg: Config, model_id: str | None = None):
+    if model_id is None and cfg.llm.base_url:
+        return build_remote_llm(cfg)
     from engines.llm_llama import LlamaGenerator, LlmLoadError
     from engines.store import ModelError
 
@@ -121,7 +147,8 @@ ENGINE_KEYS: dict[str, Callable[[Config], tuple]] = {
     "turn": lambda c: (c.models.turn,),
     "asr": lambda c: (c.models.asr, c.models.asr_path, c.scheduler.device_threads),
     "llm": lambda c: (c.models.llm, c.models.llm_path, c.llm.n_threads, c.llm.n_gpu_layers, c.llm.n_ctx,
-                      c.llm.temperature, c.llm.repetition_guard),
+                      c.llm.temperature, c.llm.repetition_guard, c.llm.base_url, c.llm.remote_model,
+                      c.llm.api_key_env, c.llm.remote_chat_template, c.llm.first_token_timeout_s),
     "tts": lambda c: (c.models.tts, c.models.tts_path, c.scheduler.device_threads,
                       c.models.voice if c.models.tts_path or c.models.tts.startswith("kokoro") else ""),
 }
@@ -130,7 +157,8 @@ STEPS = {"vad": "the voice activity detector", "turn": "Smart Turn", "asr": "the
 def engine_names(cfg: Config) -> dict[str, str]:
     """What the window and the reports call each engine (a user file by its path)."""
     m = cfg.models
-    names = {"vad": m.vad, "turn": m.turn, "asr": m.asr_path or m.asr, "llm": m.llm_path or m.llm,
+    llm = f"{cfg.llm.remote_model or 'remote'} at {cfg.llm.base_url}" if cfg.llm.base_url else m.llm_path or m.llm
+    names = {"vad": m.vad, "turn": m.turn, "asr": m.asr_path or m.asr, "llm": llm,
              "tts": m.tts_path or m.tts}
     if m.tts_path or get(m.tts).engine.startswith("kokoro"):
         names["voice"] = m.voice

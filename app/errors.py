@@ -6,6 +6,7 @@ from app.config import ConfigError
 from engines.aec_webrtc import EchoCancellerUnavailable
 from engines.audio_io import AudioFormatError
 from engines.catalog import UnknownModel
+from engines.llm_remote import RemoteLlmError
 from engines.store import ModelError
 
 EXIT_USER = 2
@@ -17,4 +18,4 @@ class InputError(ValueError):
 
 # Everything the CLI reports as one clear line.
 UserError = (ConfigError, ModelError, InputError, AudioFormatError, EchoCancellerUnavailable, UnknownModel,
-             FileNotFoundError)
+             FileNotFoundError, RemoteLlmError)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from engines.protocols import (
     Generator,
     Recognizer,
+    RemoteModel,
     SteppedRecognizer,
     Synthesizer,
     TextTurnScorer,
@@ -31,10 +32,11 @@ class Abilities:
     text_turn_score: bool = False  # the LLM scores the end of the user's utterance from the text
     stepped_asr: bool = False  # the recognizer decodes while the user talks
     voices: bool = False  # the voice engine has several voices
+    remote_llm: bool = False  # the language model runs on a server (its units wait on the remote lane)
 
     def describe(self) -> str:
         return " ".join(f"{name}={'yes' if getattr(self, name) else 'no'}"
-                        for name in ("text_turn_score", "stepped_asr", "voices"))
+                        for name in ("text_turn_score", "stepped_asr", "voices", "remote_llm"))
 
 
 @dataclass
@@ -53,7 +55,8 @@ class Engines:
         self.scorer = self.llm if isinstance(self.llm, TextTurnScorer) else None
         self.stepper = self.asr if isinstance(self.asr, SteppedRecognizer) else None
         self.abilities = Abilities(text_turn_score=self.scorer is not None, stepped_asr=self.stepper is not None,
-                                   voices=isinstance(self.tts, VoiceChoice))
+                                   voices=isinstance(self.tts, VoiceChoice),
+                                   remote_llm=isinstance(self.llm, RemoteModel))
 
     def missing_roles(self) -> list[str]:
         """Roles whose engine does not implement its protocol (empty for any engine the factory builds)."""

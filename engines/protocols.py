@@ -149,6 +149,18 @@ class TextTurnScorer(Protocol):
     def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float: ...
 
 
+class EngineUnavailable(RuntimeError):
+    """An engine cannot do its work now for a reason the user can fix or wait out (a server down, a key refused).
+    Its message is one line with no conversation content in it, so it may be shown and logged as it is."""
+
+
+@runtime_checkable
+class RemoteModel(Protocol):
+    """An engine that runs on another machine (a server at `base_url`): waiting for it uses no local compute."""
+
+    base_url: str
+
+
 @runtime_checkable
 class Closable(Protocol):
     """An engine that can free its model at once (llama.cpp's memory) instead of when it is collected."""

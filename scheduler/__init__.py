@@ -13,6 +13,7 @@ from .units import (
     CPU_LANE,
     DEVICE_LANE,
     NO_TURN,
+    REMOTE_LANE,
     CancelToken,
     Priority,
     UnitCancelledError,
@@ -23,7 +24,7 @@ from .units import (
 )
 
 __all__ = [
-    "CPU_LANE", "DEVICE_LANE", "NO_TURN",
+    "CPU_LANE", "DEVICE_LANE", "NO_TURN", "REMOTE_LANE",
     "CancelReport", "CancelToken", "InterleavedStream", "LaneSnapshot", "Mode", "Priority",
     "Scheduler", "SchedulerSettings", "SettingsError", "Span", "SpanLog", "Step", "StepKind",
     "StreamState", "StreamSummary", "UnitCancelledError", "UnitHandle", "UnitResult", "UnitState",

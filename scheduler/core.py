@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from .lanes import Lane, finish_handle
 from .settings import Mode, SchedulerSettings
 from .spans import SpanLog
-from .units import CPU_LANE, DEVICE_LANE, NO_TURN, OnDone, UnitHandle, WorkUnit
+from .units import CPU_LANE, DEVICE_LANE, NO_TURN, REMOTE_LANE, OnDone, UnitHandle, WorkUnit
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Scheduler:
         self._ids = itertools.count(1)
         self._closed = False
         with self._lock:
-            for name in (DEVICE_LANE, CPU_LANE):
+            for name in (DEVICE_LANE, CPU_LANE, REMOTE_LANE):
                 self._add_lane_locked(name)
 
     @property

@@ -69,7 +69,8 @@ class InterleavedStream:
                  render: RenderFn, lead: LeadFn | None = None,
                  produce_stage: str = "produce", render_stage: str = "render",
                  produce_priority: int = Priority.PRODUCE, render_priority: int = Priority.RENDER,
-                 lane: str = DEVICE_LANE, label: str = "", meta: Mapping[str, Any] | None = None,
+                 lane: str = DEVICE_LANE, produce_lane: str | None = None, label: str = "",
+                 meta: Mapping[str, Any] | None = None,
                  on_segment_rendered: Callable[[int, str, float], None] | None = None,
                  on_finished: Callable[[StreamSummary], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None, held: bool = False) -> None:
@@ -83,6 +84,7 @@ class InterleavedStream:
         self._stages = (produce_stage, render_stage)
         self._priorities = (int(produce_priority), int(render_priority))
         self._lane = lane
+        self._produce_lane = produce_lane or lane  # a producer on another machine waits on a lane of its own
         self._label = label
         self._meta = dict(meta or {})
         self._on_segment_rendered = on_segment_rendered
@@ -217,7 +219,7 @@ class InterleavedStream:
             return UnitResult((text, finished, max_tokens), {**extra, "chars": len(text), "finished": finished})
 
         return WorkUnit(run, stage=self._stages[0], turn=self.turn, priority=self._priorities[0],
-                        lane=self._lane, label=f"{self._label or self._stages[0]}#{step}", meta=meta)
+                        lane=self._produce_lane, label=f"{self._label or self._stages[0]}#{step}", meta=meta)
 
     def _render_unit(self, index: int, segment: str) -> WorkUnit:
         meta = {**self._meta, "segment_index": index, "chars": len(segment)}

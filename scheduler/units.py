@@ -22,6 +22,8 @@ NO_TURN = -1
 
 DEVICE_LANE = "device"
 CPU_LANE = "cpu"
+REMOTE_LANE = "remote"
+"""For units that wait on another machine (a server): waiting there holds none of this machine's compute."""
 
 
 class Priority(enum.IntEnum):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 
 import pytest
@@ -135,3 +136,27 @@ def test_every_accepted_value_builds_the_runtime_settings():
                     assert str(exc).split(":")[0].count(".") == 1, exc
                     continue
                 config.runtime_settings(cfg)
+
+
+# ---- the remote language model's settings ---------------------------------------------------------------------------
+@pytest.mark.parametrize("llm, key", [
+    ({"base_url": "127.0.0.1:8080"}, "llm.base_url"),
+    ({"base_url": "ftp://host/v1"}, "llm.base_url"),
+    ({"remote_model": "qwen"}, "llm.remote_model"),
+    ({"base_url": "http://127.0.0.1:8080/v1", "api_key_env": "MY KEY"}, "llm.api_key_env"),
+    ({"base_url": "http://127.0.0.1:8080/v1", "remote_chat_template": "llama9"}, "llm.remote_chat_template"),
+])
+def test_a_bad_remote_setting_names_its_key(llm, key):
+    with pytest.raises(config.ConfigError, match=key):
+        config.from_dict({"llm": llm})
+
+
+def test_the_remote_settings_hold_no_key_and_plain_http_elsewhere_is_warned_about(tmp_path):
+    from engines.llm_remote import plain_http_warning
+
+    cfg = config.from_dict({"llm": {"base_url": "http://127.0.0.1:8080/v1", "remote_model": "qwen"}})
+    saved = config.save(cfg, tmp_path / "c.toml").read_text()
+    assert "api_key_env" in saved and not re.search(r"^api_key\s*=", saved, re.M)  # the variable's name, no key
+    assert plain_http_warning("http://192.168.1.20:8080/v1") is not None
+    assert plain_http_warning("https://llm.example.org/v1") is None
+    assert plain_http_warning("http://127.0.0.1:8080/v1") is None and plain_http_warning("http://localhost/v1") is None

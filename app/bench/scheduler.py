@@ -190,12 +190,17 @@ def run_mode(mode: str, cfg: Config, llm, tts, prompts: list[str], log: Log) -> 
 def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     from app.engine_factory import build_llm, build_tts
     from app.errors import InputError
+    from engines.llm_llama import LlamaGenerator
 
     count = args.prompts if args.prompts is not None else (2 if args.quick else len(PROMPTS))
     if not 1 <= count <= len(PROMPTS):
         raise InputError(f"--prompts: give 1 to {len(PROMPTS)}, got {count}")
+    if cfg.llm.base_url:
+        raise InputError("bench scheduler times the local device's interleaving: unset llm.base_url (the remote "
+                         "model is measured by bench conversation)")
     log(f"loading the language model ({cfg.models.llm_path or cfg.models.llm})")
     llm = build_llm(cfg)
+    assert isinstance(llm, LlamaGenerator)
     log(f"loading the voice ({cfg.models.tts_path or cfg.models.tts})")
     tts = build_tts(cfg)
     llm.set_sampling(0.0)  # greedy: the same replies in every mode

@@ -21,11 +21,12 @@ from app.conversation import events as e
 from app.conversation.inbox import PauseText, Scored, SessionInput, VadJudged
 from app.stages import Label, Stage
 from engines.engine_set import Engines
-from engines.protocols import Generation, Message, ScoredGeneration, SlicedPrefill
+from engines.protocols import EngineUnavailable, Generation, Message, ScoredGeneration, SlicedPrefill
 from scheduler import (
     CPU_LANE,
     DEVICE_LANE,
     NO_TURN,
+    REMOTE_LANE,
     CancelToken,
     Priority,
     Scheduler,
@@ -90,6 +91,17 @@ class EngineWork:
                  max_reply_tokens: int, turn_threshold: float):
         self.engines, self.scheduler, self.post, self.messages = engines, scheduler, post, messages
         self.max_reply_tokens, self.turn_threshold = max_reply_tokens, turn_threshold
+        # the language model's units: on the device, or waiting on a server without holding the device
+        self.llm_lane = REMOTE_LANE if engines.abilities.remote_llm else DEVICE_LANE
+        # A pause-onset decode is queued, running, or its text is on its way to start a speculation: a cache
+        # warm-up now would only delay that speculation's prefill (it starts from wherever the cache is).
+        self._pause_decode_waiting = False
+
+    @staticmethod
+    def failure_reason(exc: BaseException | None) -> str:
+        """What a failed unit's turn says about it: an engine's own one-line reason when it gave one (a server
+        down), else the error's type (a message may hold what the user said)."""
+        return str(exc) if isinstance(exc, EngineUnavailable) else type(exc).__name__
 
     def submit(self, turn: int, stage: Stage, priority: int, fn: Callable[[CancelToken], object],
                on_done: Callable[[UnitHandle], None] | None = None, lane: str = DEVICE_LANE,
@@ -97,7 +109,7 @@ class EngineWork:
         """A unit whose failure ends the turn (`EngineFailed`); `on_done` sees only units that finished."""
         def guarded(handle: UnitHandle) -> None:
             if handle.state is UnitState.FAILED:
-                self.post(e.EngineFailed(self.scheduler.clock(), turn, stage, type(handle.exception()).__name__))
+                self.post(e.EngineFailed(self.scheduler.clock(), turn, stage, self.failure_reason(handle.exception())))
             elif on_done is not None and handle.state is UnitState.DONE:
                 on_done(handle)
 
@@ -135,6 +147,7 @@ class EngineWork:
     # ---- the recognizer ----------------------------------------------------------------------------------------
     def start_asr(self, turn: int) -> None:
         asr = self.engines.asr
+        self._pause_decode_waiting = False
         self.submit(turn, Stage.ASR, Priority.ASR, lambda tok: asr.start(), label=Label.ASR_START)
 
     def feed_asr(self, turn: int, chunks: Sequence[np.ndarray], feed: Feed) -> None:
@@ -144,6 +157,11 @@ class EngineWork:
         asr, stepper = self.engines.asr, self.engines.stepper
 
         def run(tok: CancelToken) -> UnitResult | None:
+            if feed is not Feed.PAUSE:  # speech again (or the end): no speculation is about to start
+                self._pause_decode_waiting = False
+            return decode()
+
+        def decode() -> UnitResult | None:
             for chunk in chunks:
                 asr.accept(chunk)
             match feed:
@@ -165,6 +183,8 @@ class EngineWork:
             elif text:
                 self.post(PauseText(turn, text, at_pause=feed is Feed.PAUSE))
 
+        if feed is Feed.PAUSE:
+            self._pause_decode_waiting = True
         self.submit(turn, Stage.ASR, Priority.ASR, run, on_done=done, label=_FEED_LABELS[feed])
 
     # ---- the language model ------------------------------------------------------------------------------------
@@ -183,15 +203,17 @@ class EngineWork:
                     cast(ScoredGeneration, started[0]).eou_score()  # evaluates everything up to the user's text
                 else:
                     started[0].prefill()
-            except RuntimeError:  # a turn's prompt superseded it: that prompt warms the cache now
+            except RuntimeError:  # a turn's prompt superseded it (or a server is not up yet): nothing to warm
                 pass
+            started[0].cancel()  # nothing is generated from it (a server's stream is closed)
             return None
 
         def done(handle: UnitHandle) -> None:
             if handle.result() is LATER:
-                self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP)
+                self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP,
+                            lane=self.llm_lane)
 
-        self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP)
+        self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP, lane=self.llm_lane)
 
     def warm(self, turn: int, text: str) -> Warming:
         """While the user speaks: evaluate the prompt up to their words so far, in slices, at background priority,
@@ -202,9 +224,12 @@ class EngineWork:
 
         started: list[Generation] = []
         warming = Warming()
+        if self.llm_lane == REMOTE_LANE:  # a request per partial transcript would only queue on the server
+            warming.stopped = True
+            return warming
 
         def run(tok: CancelToken) -> object:
-            if warming.stopped:
+            if warming.stopped or self._pause_decode_waiting:  # the pause's speculation prefills from here
                 return None
             if not started:
                 started.append((scorer or llm).start(messages, 1))
@@ -213,9 +238,10 @@ class EngineWork:
         def done(unit: UnitHandle) -> None:
             if unit.result() is LATER:  # it yielded: it goes on after the more urgent work
                 warming.handle = self.submit(turn, Stage.LLM, Priority.BACKGROUND, run, on_done=done,
-                                             label=Label.WARM_CACHE)
+                                             label=Label.WARM_CACHE, lane=self.llm_lane)
 
-        warming.handle = self.submit(turn, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_CACHE)
+        warming.handle = self.submit(turn, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_CACHE,
+                                     lane=self.llm_lane)
         return warming
 
     def speculate(self, turn: int, text: str, number: int) -> Speculation:
@@ -225,6 +251,7 @@ class EngineWork:
         goes on in a new unit queued just ahead of the reply's first chunk."""
         llm, scorer, messages = self.engines.llm, self.engines.scorer, self.messages(text)
         speculation, max_tokens = Speculation(turn, text, number, self.scheduler.clock()), self.max_reply_tokens
+        self._pause_decode_waiting = False
 
         def run(tok: CancelToken) -> object:
             if speculation.generation is None:
@@ -232,21 +259,22 @@ class EngineWork:
             generation = speculation.generation
             if not _prefill_slices(generation, tok):
                 return LATER
+            # The score first, and told at once: the end-of-turn rule may be waiting for it, and the rest of the
+            # prompt (the reply's header; a server's whole chat request) is not needed to decide.
+            speculation.score = cast(ScoredGeneration, generation).eou_score() if scorer is not None else None
+            self.post(Scored(speculation))
             generation.prefill()
-            score = cast(ScoredGeneration, generation).eou_score() if scorer is not None else None
-            return UnitResult(score, {"prompt_tokens": generation.prompt_tokens,
-                                      "reused_tokens": generation.reused_tokens})
+            return UnitResult(None, {"prompt_tokens": generation.prompt_tokens,
+                                     "reused_tokens": generation.reused_tokens})
 
         def done(handle: UnitHandle) -> None:
             if handle.result() is LATER:
                 speculation.prefill = self.submit(turn, Stage.LLM, Priority.LLM - 1, run, on_done=done,
-                                                  label=Label.PREFILL, meta={"speculation": number})
-                return
-            speculation.score = handle.result()
-            self.post(Scored(speculation))
+                                                  label=Label.PREFILL, meta={"speculation": number},
+                                                  lane=self.llm_lane)
 
         speculation.prefill = self.submit(turn, Stage.LLM, Priority.LLM, run, on_done=done, label=Label.PREFILL,
-                                          meta={"speculation": number})
+                                          meta={"speculation": number}, lane=self.llm_lane)
         return speculation
 
 

@@ -25,7 +25,8 @@ class Reply:
     def __init__(self, scheduler: Scheduler, turn: int, generation: Callable[[], Generation], tts: Synthesizer,
                  playback: PlaybackBuffer, *, on_segment: Callable[[int, str, float], None],
                  on_finished: Callable[[StreamSummary], None], on_error: Callable[[BaseException], None],
-                 max_words: int = 60, held: bool = False, meta: dict | None = None, whole_sentences: bool = False):
+                 max_words: int = 60, held: bool = False, meta: dict | None = None, whole_sentences: bool = False,
+                 llm_lane: str | None = None):
         self.turn = turn
         self._generation = generation  # the prefill unit creates it on the device lane, before the first step
         self.tts = tts
@@ -37,7 +38,7 @@ class Reply:
         self.stream = InterleavedStream(
             scheduler, turn, produce=self._produce, split=self.text.split, render=self._render, lead=playback.lead_s,
             produce_stage=Stage.LLM, render_stage=Stage.TTS, produce_priority=Priority.LLM,
-            render_priority=Priority.TTS,
+            render_priority=Priority.TTS, produce_lane=llm_lane,
             on_segment_rendered=on_segment, on_finished=on_finished, on_error=on_error, held=held, meta=meta)
 
     def start(self) -> Reply:

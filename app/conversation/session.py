@@ -296,9 +296,9 @@ class Session:
                                                                                written(i)))),
             on_finished=lambda summary: post(FromReply(reply, ReplyEnded(turn, summary))),
             on_error=lambda exc: post(FromReply(reply, e.EngineFailed(clock(), turn, Stage.REPLY,
-                                                                      type(exc).__name__))),
+                                                                      EngineWork.failure_reason(exc)))),
             max_words=self.settings.max_spoken_words, held=True, meta={"speculation": speculation.number},
-            whole_sentences=self.settings.naive)
+            whole_sentences=self.settings.naive, llm_lane=self.work.llm_lane)
         return reply
 
     def _from_reply(self, item: FromReply) -> None:
@@ -328,7 +328,7 @@ class Session:
         self._replies.pop(turn, None)
         t = self.scheduler.clock()
         if summary.status == "error":  # the type only: an error's message may quote the conversation
-            self._apply(e.EngineFailed(t, turn, Stage.REPLY, type(summary.error).__name__))
+            self._apply(e.EngineFailed(t, turn, Stage.REPLY, EngineWork.failure_reason(summary.error)))
         else:
             self._apply(e.ReplyFinished(t, turn))
         if self.playback.queued_s(turn) > 0:

@@ -1,0 +1,235 @@
+"""The remote language model against a real OpenAI-compatible server: llama-cpp-python's own (`llama_cpp.server`,
+the `server` extra) started here on 127.0.0.1 with the embedded Qwen 0.5B. A spoken conversation through it, a
+barge-in, the server's generation stopping when a reply is cancelled (measured), and each fault a server or network
+can cause: not reachable, refused key, unknown model, error status, slow first token, a stream cut half-way or
+malformed (those through tests/fault_proxy.py, a real proxy in front of the real server), and the server killed
+mid-reply and started again."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from app.config import from_dict
+from app.conversation import events as e
+from app.headless.script import UserTurn
+from app.llama_server import LlamaServer, free_port, server_available
+from engines.audio_io import read_audio
+from engines.engine_set import Engines
+from engines.llm_remote import RemoteGenerator, RemoteLlmError, RemoteScoringGenerator
+from engines.protocols import Message
+from scheduler import REMOTE_LANE
+from tests.conftest import ROOT
+from tests.conversation_watch import assert_clean_end, converse
+from tests.fault_proxy import Fault, FaultProxy
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not server_available(), reason="llama-cpp-python's server extra is not installed "
+                                                                  "(pip install 'cadence[server]')")]
+MODEL = "qwen2.5-coder-0.5b"
+SYSTEM = Message("system", "You are a voice assistant. Answer in one short sentence.")
+KEY = "sk-test-key-do-not-print-7f3a"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LlamaServer(MODEL, alias="qwen", n_ctx=4096) as srv:
+        yield srv
+
+
+@pytest.fixture
+def proxy(server):
+    p = FaultProxy(server.base_url)
+    yield p
+    p.close()
+
+
+def question(name: str) -> UserTurn:
+    return UserTurn(read_audio(ROOT / "assets/bench" / name), 1.0)
+
+
+def remote_engines(local: Engines, llm) -> Engines:
+    return Engines(local.vad, local.turn, local.asr, llm, local.tts, names={**local.names, "llm": llm.name})
+
+
+# ---- the engine ---------------------------------------------------------------------------------------------------
+def test_a_reply_streams_in_pieces_and_the_text_score_tells_a_fragment(server):
+    gen = RemoteScoringGenerator(server.base_url, "qwen", chat_template="chatml")
+    assert gen.check() == ["qwen"]
+    complete = gen.end_of_utterance_score([SYSTEM, Message("user", "What is the capital of France?")])
+    fragment = gen.end_of_utterance_score([SYSTEM, Message("user", "What is the?")])
+    assert complete > -0.5 > -1.0 > fragment, (complete, fragment)
+    reply = gen.start([SYSTEM, Message("user", "What is the capital of France?")], 64)
+    steps = []
+    while not reply.finished:
+        steps.append(reply.step(2))
+    assert "Paris" in "".join(s.text for s in steps)
+    assert len(steps) > 2 and all(s.tokens <= 2 for s in steps)  # streamed, not one block
+    assert reply.finish_reason == "eog" and reply.first_token_s is not None
+
+
+def test_cancel_closes_the_stream_and_the_server_stops_generating(server):
+    """Measured: after a cancel, a new request's first token comes about as soon as on an idle server. Had the
+    server gone on with the cancelled reply (~290 tokens, seconds for the 0.5B here), it would wait for it:
+    llama-cpp-python's server runs one request at a time."""
+    gen = RemoteGenerator(server.base_url, "qwen")
+    idle = gen.start([Message("user", "Say hi.")], 4)
+    t0 = time.perf_counter()
+    idle.step(1)
+    idle_s = time.perf_counter() - t0
+    idle.cancel()
+    long = gen.start([Message("system", "You are a voice assistant."),
+                      Message("user", "List the numbers from one to fifty as words.")], 400)  # ~290 tokens
+    assert long.step(5).tokens == 5
+    t0 = time.perf_counter()
+    long.cancel()
+    assert long.finished and long.finish_reason == "cancelled" and long.step(4).tokens == 0
+    after = gen.start([Message("user", "Say hi.")], 4)
+    after.step(1)
+    after_s = time.perf_counter() - t0
+    print(f"first token: idle {idle_s * 1000:.0f} ms, right after a cancel {after_s * 1000:.0f} ms")
+    assert after_s < idle_s + 1.0, (idle_s, after_s)
+
+
+# ---- a spoken conversation ----------------------------------------------------------------------------------------
+def test_a_spoken_conversation_through_the_server_answers_every_turn(engines, server):
+    llm = RemoteScoringGenerator(server.base_url, "qwen", chat_template="chatml")
+    cfg = from_dict({"llm": {"base_url": server.base_url, "remote_model": "qwen", "remote_chat_template": "chatml"}})
+    run = converse(remote_engines(engines, llm), cfg, [question("q04_short.wav"), question("q06_short.wav")])
+    records = run.result.records
+    assert [bool(r.reply) for r in records] == [True, True], [(r.transcript, r.reply) for r in records]
+    assert "ottawa" in records[0].reply.lower() and "shakespeare" in records[1].reply.lower()
+    assert all(r.stages_ms.get("v2v") for r in records)
+    llm_spans = [s for s in run.spans.snapshot() if s.stage == "llm" and s.turn >= 1]
+    assert llm_spans and all(s.lane == REMOTE_LANE for s in llm_spans)  # the device lane is not held waiting
+    assert all(r.decision.get("text_log10") is not None for r in records), [r.decision for r in records]
+    assert_clean_end(run)
+
+
+def test_a_barge_in_stops_the_reply_and_the_servers_generation(engines, server):
+    llm = RemoteGenerator(server.base_url, "qwen")
+    cfg = from_dict({"llm": {"base_url": server.base_url, "remote_model": "qwen", "max_reply_tokens": 200}})
+    interruption = read_audio(ROOT.parent / "shared/fixtures/speech/en_LJ001-0006.wav") \
+        if (ROOT.parent / "shared/fixtures/speech/en_LJ001-0006.wav").exists() else read_audio(
+            ROOT / "assets/bench/q01_short.wav")
+    turns = [question("q05_long.wav"), UserTurn(interruption, 1.0, barge_in_s=1.0)]
+    run = converse(remote_engines(engines, llm), cfg, turns)
+    first = run.result.records[0]
+    assert first.interrupted and first.barge_in_ms is not None and first.barge_in_ms <= 120
+    # the server is free at once: a new request is answered as on an idle server
+    probe = RemoteGenerator(server.base_url, "qwen").start([Message("user", "Say hi.")], 2)
+    t0 = time.perf_counter()
+    probe.step(1)
+    assert time.perf_counter() - t0 < 1.5
+    assert_clean_end(run)
+
+
+# ---- faults ---------------------------------------------------------------------------------------------------------
+def test_an_unreachable_server_is_one_line_naming_the_url_and_exit_2(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    script = tmp_path / "s.json"
+    script.write_text('[{"wav": "%s"}]' % (ROOT / "assets/bench/q01_short.wav"))
+    out = subprocess.run([sys.executable, "-m", "app.cli", "--set", f"llm.base_url={url}", "headless", "--script",
+                          str(script)], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    assert url in out.stderr and "cannot reach" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_refused_key_names_the_variable_and_never_shows_the_key():
+    with LlamaServer(MODEL, alias="qwen", api_key=KEY, n_ctx=512) as srv:
+        with pytest.raises(RemoteLlmError, match="CADENCE_LLM_API_KEY") as refused:
+            RemoteGenerator(srv.base_url, "qwen", api_key="sk-wrong-key-0000").check()
+        assert "sk-wrong" not in str(refused.value) and "401" in str(refused.value)
+        ok = RemoteGenerator(srv.base_url, "qwen", api_key=KEY)
+        assert ok.check() == ["qwen"]
+        reply = ok.start([Message("user", "Say hi.")], 4)
+        assert reply.step(4).text
+
+
+def test_a_model_the_server_lacks_is_named_with_what_it_has(server):
+    with pytest.raises(RemoteLlmError, match="has no model 'llama-70b'.*it has: qwen"):
+        RemoteGenerator(server.base_url, "llama-70b").check()
+
+
+@pytest.mark.parametrize("fault, expected", [
+    (Fault(status=500), "answered 500"),
+    (Fault(status=401), "refused the request \\(401\\)"),
+    (Fault(status=404), "answered 404"),
+    (Fault(delay_s=2.5), "sent nothing for 1 s"),
+    (Fault(cut_after_lines=3), "ended before the reply did|broke off"),
+    (Fault(garbage_after_lines=3), "cannot read|broke off"),
+], ids=["500", "401", "404", "slow-first-token", "cut-half-way", "malformed"])
+def test_each_server_fault_is_one_clear_line(proxy, fault, expected):
+    gen = RemoteGenerator(proxy.base_url, "qwen", first_token_timeout_s=1.0)
+    proxy.fault = fault
+    reply = gen.start([SYSTEM, Message("user", "Name three colours.")], 64)
+    with pytest.raises(RemoteLlmError, match=expected) as failed:
+        while not reply.finished:
+            reply.step(4)
+    message = str(failed.value)
+    assert proxy.base_url in message and "\n" not in message and "colours" not in message
+    # the next request goes through: the engine holds no broken state
+    again = gen.start([SYSTEM, Message("user", "Say hi.")], 8)
+    assert again.step(8).tokens > 0
+
+
+def test_a_fault_mid_conversation_drops_that_turn_and_the_next_is_answered(engines, proxy):
+    llm = RemoteGenerator(proxy.base_url, "qwen", first_token_timeout_s=2.0)
+    cfg = from_dict({"llm": {"base_url": proxy.base_url, "remote_model": "qwen"}})
+    proxy.fault = Fault(cut_after_lines=2, times=None)  # every request of the first turn breaks off
+    turns = [dataclasses.replace(question("q04_short.wav"), pause_after_s=2.0), question("q06_short.wav")]
+
+    failures: list[str] = []
+
+    def heal_after_first_failure(session) -> None:
+        def on_item(item) -> None:
+            if isinstance(item, e.EngineFailed):
+                failures.append(item.reason)
+                proxy.fault = None
+        session.subscribe(on_item)
+
+    from app.headless import runner
+
+    result = runner.run_conversation(remote_engines(engines, llm), cfg, turns, on_session=heal_after_first_failure,
+                                     timeout_s=240)
+    replies = {r.transcript.lower(): r.reply for r in result.records}
+    assert failures and proxy.base_url in failures[0], failures
+    assert any("shakespeare" in reply.lower() for reply in replies.values()), replies
+    assert not any("ottawa" in reply.lower() for reply in replies.values()), replies
+
+
+def test_the_server_killed_mid_reply_drops_that_turn_and_answers_once_it_is_back(engines):
+    port = free_port()
+    srv = LlamaServer(MODEL, alias="qwen", port=port).start()
+    try:
+        llm = RemoteGenerator(srv.base_url, "qwen", first_token_timeout_s=3.0)
+        cfg = from_dict({"llm": {"base_url": srv.base_url, "remote_model": "qwen", "max_reply_tokens": 200}})
+        restarted = threading.Event()
+        failures: list[str] = []
+
+        def kill_at_first_audio(session) -> None:
+            def on_item(item) -> None:
+                if isinstance(item, e.ReplyAudio) and not restarted.is_set():
+                    restarted.set()
+                    srv.kill()
+                    threading.Thread(target=srv.start, daemon=True).start()
+                elif isinstance(item, e.EngineFailed):
+                    failures.append(item.reason)
+            session.subscribe(on_item)
+
+        from app.headless import runner
+
+        turns = [dataclasses.replace(question("q05_long.wav"), pause_after_s=12.0), question("q06_short.wav")]
+        result = runner.run_conversation(remote_engines(engines, llm), cfg, turns, on_session=kill_at_first_audio,
+                                         timeout_s=240)
+        assert restarted.is_set()
+        # the first turn was dropped with one line naming the server; the second was answered once it was back
+        assert failures and all(srv.base_url in f and "\n" not in f for f in failures), failures
+        assert "shakespeare" in result.records[-1].reply.lower(), [(r.transcript, r.reply) for r in result.records]
+    finally:
+        srv.stop()
+
