@@ -165,6 +165,31 @@ def test_settings_offer_catalog_models_voices_and_files(qapp):
     assert values["audio"]["output_device"] == ""  # system default
 
 
+def test_settings_point_the_llm_at_a_server_and_test_the_connection(qapp):
+    from app.llama_server import free_port
+    from app.ui.remote_llm_form import REMOTE
+
+    dialog = SettingsDialog(Config(), devices=NO_DEVICES)
+    emitted: list = []
+    dialog.applied.connect(emitted.append)
+    form = dialog.remote
+    assert not form.url.isEnabled()  # the local model until the user picks a server
+    form.source.setCurrentText(REMOTE)
+    form.url.setText("localhost:8080")
+    assert not dialog.apply() and "llm.base_url" in dialog.error.text()
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there: a real refused connection
+    form.url.setText(url)
+    form.model.setText("qwen")
+    assert dialog.apply() and emitted[-1].llm.base_url == url and emitted[-1].llm.remote_model == "qwen"
+    results: list = []
+    form.tested.connect(lambda text, ok: results.append((text, ok)))
+    form.test_connection()
+    deadline = time.monotonic() + 10
+    while not results and time.monotonic() < deadline:
+        qapp.processEvents()
+        time.sleep(0.02)
+    assert results and not results[0][1] and "cannot reach" in results[0][0] and url in form.result.text()
+
 # ---- command line ---------------------------------------------------------------------------------------------
 def test_help_still_works_and_lists_screenshot():
     proc = run_cli("--help")

@@ -30,6 +30,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "turns": ("app.bench.turns", "the end-of-turn rule on labelled pauses (ends of turns, mid-sentence hesitations, "
                                  "a sentence before the question; real people, Kokoro voices, espeak-ng): "
                                  "takeovers and the wait added to complete turns, per rule"),
+    "remote": ("app.bench.remote", "the same spoken questions with the LLM in-process, through llama.cpp's "
+                                   "OpenAI-compatible server (also with added round trips), and from several "
+                                   "sessions at once against one server: V2V and ratios"),
     "echo": ("app.bench.echo", "the echo canceller on the agent's voice with real people talking over it: echo "
                                "reduction, near-end level in double talk, delay estimate, WER with and without"),
 }

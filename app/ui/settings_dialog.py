@@ -1,4 +1,5 @@
-"""The settings dialog: models (catalog entries or a file of your own), threads and GPU layers, the scheduler mode,
+"""The settings dialog: models (catalog entries or a file of your own), an LLM server instead of the local model
+(app/ui/remote_llm_form.py), threads and GPU layers, the scheduler mode,
 turn-taking thresholds and timings, the system prompt and the audio devices. Values are validated by
 `app.config.from_dict` (the same rules as the TOML file) and an invalid one is refused with its ConfigError message;
 a valid config is emitted by `applied` (the controller saves it and swaps the engines)."""
@@ -25,6 +26,7 @@ from PyQt6.QtWidgets import (
 )
 
 from app.config import Config, ConfigError, SchedulerConfig, from_dict
+from app.ui.remote_llm_form import RemoteLlmForm
 from app.ui.theme import ERROR, MUTED
 from engines.catalog import by_kind, get
 
@@ -169,11 +171,13 @@ class SettingsDialog(QDialog):
         self.audio_note.setStyleSheet(f"color: {MUTED};")
         audio.addRow(self.audio_note)
 
+        self.remote = RemoteLlmForm(llm)
         tabs = QTabWidget()
         for title, form in (("Models", models), ("Conversation", turn), ("Audio", audio)):
             page = QWidget()
             page.setLayout(form)
             tabs.addTab(page, title)
+        tabs.insertTab(1, self.remote, "LLM server")
         self.error = QLabel()
         self.error.setWordWrap(True)
         self.error.setStyleSheet(f"color: {ERROR};")
@@ -210,7 +214,7 @@ class SettingsDialog(QDialog):
                        "tts": self.tts.currentText(), "voice": self.voice.currentText()},
             "llm": {"n_threads": self.n_threads.value(), "n_gpu_layers": self.gpu_layers.value(),
                     "max_reply_tokens": self.max_tokens.value(),
-                    "system_prompt": self.system_prompt.toPlainText().strip()},
+                    "system_prompt": self.system_prompt.toPlainText().strip(), **self.remote.values()},
             "scheduler": {"mode": self.mode.currentText(), "device_threads": self.device_threads.value()},
             "turn": {"vad_threshold": round(self.vad_threshold.value(), 4),
                      "turn_threshold": round(self.turn_threshold.value(), 4), "pause_ms": self.pause_ms.value(),
