@@ -33,13 +33,16 @@ def server_available() -> bool:
 
 class LlamaServer:
     def __init__(self, model_id: str, *, port: int | None = None, n_ctx: int = 4096, n_threads: int = 2,
-                 api_key: str = "", alias: str | None = None):
+                 api_key: str = "", alias: str | None = None, logprobs: bool = False):
         from engines.store import ensure
 
         self.model_id, self.alias = model_id, alias or model_id
         self.path = ensure(model_id).file()
         self.port = port or free_port()
         self.n_ctx, self.n_threads, self.api_key = n_ctx, n_threads, api_key
+        # The server's default (logits_all on) computes the logits of every prompt token, which log-probabilities
+        # need and which slows every prompt 2-3 fold: on only when the text score is wanted.
+        self.logprobs = logprobs
         self.process: subprocess.Popen | None = None
 
     @property
@@ -51,7 +54,8 @@ class LlamaServer:
             raise InputError("llama-cpp-python's server is not installed: pip install 'cadence[server]'")
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.path), "--model_alias", self.alias,
                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
-               "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads), "--verbose", "False"]
+               "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads), "--verbose", "False",
+               "--logits_all", str(self.logprobs)]
         if self.api_key:
             cmd += ["--api_key", self.api_key]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -10,6 +10,7 @@ turn. Every failure is a `RemoteLlmError` whose message is one line naming the U
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import threading
 import time
@@ -23,6 +24,7 @@ from engines.protocols import EngineUnavailable, GenerationStep, Message
 if TYPE_CHECKING:  # the client library loads with the first remote engine, not with `cadence --help`
     import openai
 
+log = logging.getLogger("cadence.engines")
 TOP_LOGPROBS = 10  # candidates the text score reads (the end of the message is among them when it is likely)
 _SENTENCE_ENDS = (".", "?", "!")
 _END_OF_MESSAGE = {"chatml": "<|im_end|>"}
@@ -179,17 +181,18 @@ class ScoredRemoteGeneration(RemoteGeneration):
     score is asked first: a server with one slot would answer it only after the whole reply otherwise."""
 
     _eou: float | None = None
+    _scored = False
 
     def prefill(self) -> None:
         if self._response is None and not self.finished:
             self.eou_score()
         super().prefill()
 
-    def eou_score(self) -> float:
-        if self._eou is None:
+    def eou_score(self) -> float | None:
+        if not self._scored:
             gen = self._gen
             assert isinstance(gen, RemoteScoringGenerator)
-            self._eou = gen.end_of_utterance_score(self._messages)
+            self._eou, self._scored = gen.end_of_utterance_score(self._messages), True
         return self._eou
 
 
@@ -244,27 +247,41 @@ class RemoteScoringGenerator(RemoteGenerator):
         super().__init__(base_url, model, **kw)
         self.template = ChatTemplate(chat_template)
         self._end = _END_OF_MESSAGE[chat_template]
+        self.scoring = True  # False once the server showed it gives no log-probabilities: None from then on
 
     def start(self, messages: Sequence[Message], max_tokens: int = 256) -> ScoredRemoteGeneration:
         return ScoredRemoteGeneration(self, messages, max_tokens)
 
-    def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float:
+    def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float | None:
         """log10 P(the next token ends the user's sentence): the end of the message, or . ? ! (read before a final
-        one the recognizer added). A candidate outside the top ones counts at most as likely as the least of them."""
+        one the recognizer added). A candidate outside the top ones counts at most as likely as the least of them.
+        None, with one warning, for a server without log-probabilities or a completions endpoint: the audio
+        decides the end of a turn there. A server that cannot be reached is an error (its reply would be too)."""
+        if not self.scoring:
+            return None
         *before, last = messages_until_user_text
         text = last.content.rstrip()
         while text and text[-1] in _SENTENCE_ENDS:
             text = text[:-1]
         head, _ = self.template.split([*before, Message(last.role, text)])
+        import openai
+
         try:
             out = self.client.completions.create(model=self.model, prompt=head, max_tokens=1, temperature=0.0,
                                                  logprobs=TOP_LOGPROBS)
             top = (out.choices[0].logprobs.top_logprobs or [{}])[0] if out.choices[0].logprobs else {}
+        except (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError) as exc:
+            return self._no_score(f"its completions endpoint refused the request ({exc.status_code})")
         except Exception as exc:
             raise RemoteLlmError(self.describe(exc)) from None
         if not top:
-            raise RemoteLlmError(f"the LLM server at {self.base_url} gives no log-probabilities: set "
-                                 "llm.remote_chat_template to \"\" (the audio alone decides the end of a turn)")
-        ends = [lp for tok, lp in top.items() if tok.strip() in (self._end, *_SENTENCE_ENDS)]
+            return self._no_score("it gives no log-probabilities")
+        ends = [lp for tok, lp in dict(top).items() if tok.strip() in (self._end, *_SENTENCE_ENDS)]
         p = sum(math.exp(lp) for lp in ends) if ends else math.exp(min(top.values()))
         return math.log10(max(p, 1e-12))
+
+    def _no_score(self, why: str) -> None:
+        self.scoring = False
+        log.warning("the LLM server at %s gives no text end-of-turn score (%s): the audio decides when a turn "
+                    "ends; set llm.remote_chat_template = \"\" to stop asking", self.base_url, why)
+        return None

@@ -127,7 +127,9 @@ class OfflineRecognizer(Protocol):
 class ScoredGeneration(Generation, Protocol):
     """A generation that also reads the text end-of-utterance score from the prompt's own evaluation."""
 
-    def eou_score(self) -> float: ...  # log10 P(the user's sentence ends after their last word)
+    # log10 P(the user's sentence ends after their last word); None when this model cannot say (a server that
+    # gives no log-probabilities): the end-of-turn rule then goes by the audio
+    def eou_score(self) -> float | None: ...
 
 
 @runtime_checkable
@@ -146,7 +148,7 @@ class TextTurnScorer(Protocol):
 
     def start(self, messages: Sequence[Message], max_tokens: int = 256) -> ScoredGeneration: ...
 
-    def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float: ...
+    def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float | None: ...
 
 
 class EngineUnavailable(RuntimeError):

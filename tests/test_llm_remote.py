@@ -37,7 +37,7 @@ KEY = "sk-test-key-do-not-print-7f3a"
 
 @pytest.fixture(scope="module")
 def server():
-    with LlamaServer(MODEL, alias="qwen", n_ctx=4096) as srv:
+    with LlamaServer(MODEL, alias="qwen", n_ctx=4096, logprobs=True) as srv:
         yield srv
 
 
@@ -252,3 +252,16 @@ def test_the_settings_test_connection_lists_the_servers_models(qapp, server):
         qapp.processEvents()
         time.sleep(0.02)
     assert results == [("connected: 1 model(s): qwen", True)] and form.result.text() == results[0][0]
+
+
+def test_a_server_without_a_text_score_leaves_the_end_of_turn_to_the_audio(proxy, caplog):
+    gen = RemoteScoringGenerator(proxy.base_url, "qwen", chat_template="chatml")
+    proxy.fault = Fault(status=404)  # the completions endpoint is not there (some servers have chat only)
+    reply = gen.start([SYSTEM, Message("user", "What is the capital of France?")], 32)
+    assert reply.eou_score() is None and not gen.scoring
+    assert "gives no text end-of-turn score" in caplog.text and proxy.base_url in caplog.text
+    text = ""
+    while not reply.finished:
+        text += reply.step(4).text
+    assert "Paris" in text
+    assert gen.end_of_utterance_score([SYSTEM, Message("user", "Hi.")]) is None  # not asked again

@@ -3,8 +3,9 @@ server (`server` extra) on 127.0.0.1 with the configured catalog LLM and speaks 
 conversation` (1) with the model in-process, (2) through the server, (3) through the server with each added round
 trip of `--rtt-ms` (a delaying relay, app/bench/delay_relay.py), and (4) from `--sessions` headless sessions at once
 against that one server. V2V P50 / P90 of each and its ratio to the in-process run, all in one process, one after
-the other. The remote runs read the text score from the server (ChatML, as the catalog models use) unless
-`llm.remote_chat_template` says otherwise."""
+the other. `--text-score`: the server computes log-probabilities (llama-cpp-python's `logits_all`, which slows
+its every prompt) and the remote runs read the text end-of-turn score from them (ChatML, as the catalog models
+use); without it the audio decides the end of a remote turn."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--turns", type=int, default=10, help="questions per run (1-20; default 10, 3 with --quick)")
     parser.add_argument("--rtt-ms", default="20,50", help="added round trips to measure, comma-separated (default "
                                                           "20,50; 0 or empty: none)")
+    parser.add_argument("--text-score", action="store_true",
+                        help="the server computes log-probabilities (llama-cpp-python's logits_all, slower prompts) "
+                             "and Cadence reads the text end-of-turn score from them")
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="the server's llama.cpp threads (default llm.n_threads)")
     parser.add_argument("--sessions", type=int, default=2, help="sessions at once against the server (default 2; "
                                                                 "1: skip that run)")
 
@@ -62,10 +68,12 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
         close()
 
     log(f"starting llama_cpp.server with {cfg.models.llm}")
-    with LlamaServer(cfg.models.llm, n_ctx=cfg.llm.n_ctx, n_threads=cfg.llm.n_threads, alias="cadence") as server:
+    threads = args.server_threads or cfg.llm.n_threads
+    with LlamaServer(cfg.models.llm, n_ctx=cfg.llm.n_ctx, n_threads=threads, alias="cadence",
+                     logprobs=args.text_score) as server:
         def remote_cfg(url: str) -> Config:
             return from_dict({"llm": {"base_url": url, "remote_model": "cadence",
-                                      "remote_chat_template": cfg.llm.remote_chat_template or "chatml"}}, cfg)
+                                      "remote_chat_template": "chatml" if args.text_score else ""}}, cfg)
 
         def engines_for(url: str):
             from app.engine_factory import build_llm
@@ -73,6 +81,7 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
             c = remote_cfg(url)
             return c, type(local)(local.vad, local.turn, local.asr, build_llm(c), local.tts, names=local.names)
 
+        cancel = _cancel_stop(server.base_url)
         log("talking through the server (loopback)")
         c, engines = engines_for(server.base_url)
         runs["remote, loopback"] = _v2v(build_report(run_conversation(engines, c, turns, timeout_s=timeout)))
@@ -103,13 +112,43 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     base = runs["in-process"]["p50"]
     for r in runs.values():
         r["ratio_p50"] = round(r["p50"] / base, 2) if r["p50"] and base else None
-    return {"model": cfg.models.llm, "turns_asked": count, "runs": runs}
+    return {"model": cfg.models.llm, "turns_asked": count, "runs": runs, "cancel": cancel, "server_threads": threads,
+            "text_score": args.text_score}
+
+
+def _cancel_stop(url: str) -> dict:
+    """How soon the server stops a cancelled reply: a new request's first token right after a cancel (the server
+    runs one request at a time, so it waits for whatever the server still does) against the same on an idle
+    server."""
+    import time
+
+    from engines.llm_remote import RemoteGenerator
+    from engines.protocols import Message
+
+    gen = RemoteGenerator(url, "cadence")
+
+    def first_token_ms() -> float:
+        probe = gen.start([Message("user", "Say hi.")], 2)
+        t0 = time.perf_counter()
+        probe.step(1)
+        probe.cancel()
+        return (time.perf_counter() - t0) * 1000
+
+    first_token_ms()  # the prompt in the server's cache
+    idle = first_token_ms()
+    long = gen.start([Message("system", "You are a voice assistant."),
+                      Message("user", "List the numbers from one to fifty as words.")], 400)
+    long.step(5)
+    long.cancel()
+    return {"idle_first_token_ms": round(idle), "after_cancel_first_token_ms": round(first_token_ms())}
 
 
 def format_report(result: dict) -> str:
     from app.bench import machine_line
 
-    lines = [f"cadence bench remote: {result['model']}, {result['turns_asked']} spoken questions per run",
+    lines = [f"cadence bench remote: {result['model']}, {result['turns_asked']} spoken questions per run; the "
+             f"server on this machine with {result['server_threads']} llama.cpp thread(s); text score from the server: "
+             + ("yes (logits_all on)" if result["text_score"] else "no (the audio decides)"),
              machine_line(result["machine"]),
              f"{'run':34}{'answered':>9}{'LLM 1st':>9}{'V2V P50':>9}{'P90':>8}{'x local':>9}"]
     for name, r in result["runs"].items():
@@ -117,4 +156,8 @@ def format_report(result: dict) -> str:
         lines.append(f"{name:34}{r['answered']:>9}{cell(r['llm_first_token_p50']):>9}{cell(r['p50']):>9}"
                      f"{cell(r['p90']):>8}{(r['ratio_p50'] or 0):>9.2f}")
     lines.append("ms; x local = V2V P50 / the in-process run's V2V P50")
+    c = result["cancel"]
+    lines.append(f"a cancelled reply stops on the server: a new request's first token "
+                 f"{c['after_cancel_first_token_ms']} ms right after a cancel, "
+                 f"{c['idle_first_token_ms']} ms on an idle server")
     return "\n".join(lines)

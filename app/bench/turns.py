@@ -241,7 +241,8 @@ def _measure(samples: list[Sample], engines, cfg: Config) -> None:
         if s.text and engines.scorer is not None:
             chat = History(prompt).append("user", s.text).as_chat()
             messages = [Message(m["role"], m["content"]) for m in chat]
-            s.text_log10 = float(engines.scorer.start(messages, 1).eou_score())
+            score = engines.scorer.start(messages, 1).eou_score()
+            s.text_log10 = None if score is None else float(score)
         s.audio = s.audio[:0]  # the features are all that is kept
     # a pause where the recognizer heard nothing is no turn: the session would not reply either
     samples[:] = [s for s in samples if s.text and re.search(r"\w", s.text)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from app.metrics.stats import summarize
 from app.stages import Label, Stage
-from scheduler import CPU_LANE, DEVICE_LANE, Span
+from scheduler import CPU_LANE, DEVICE_LANE, REMOTE_LANE, Span
 
 QUEUED_STAGES = (Stage.ASR, Stage.TURN, Stage.LLM, Stage.TTS)
 
@@ -13,7 +13,8 @@ QUEUED_STAGES = (Stage.ASR, Stage.TURN, Stage.LLM, Stage.TTS)
 def work_summary(spans: list[Span]) -> dict:
     marks = [s for s in spans if s.stage == Stage.SPECULATION]
     wasted = {s.meta.get("number") for s in marks if not s.meta.get("used")}
-    units = [s for s in spans if s.lane.split("/")[0] in (CPU_LANE, DEVICE_LANE) and s.started_at is not None]
+    units = [s for s in spans if s.lane.split("/")[0] in (CPU_LANE, DEVICE_LANE, REMOTE_LANE) and
+             s.started_at is not None]
     wasted_s = sum(s.run_s for s in units if s.meta.get("speculation") in wasted)
     waits: dict[str, dict] = {stage: summarize(s.wait_s * 1000 for s in units if s.stage == stage)
                               for stage in QUEUED_STAGES}

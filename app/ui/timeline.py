@@ -1,7 +1,7 @@
 """The last turn's timeline: horizontal bars per lane (cpu: VAD ticks and Smart Turn; device: ASR, LLM chunks and TTS
-segments, one colour per stage; mic: the user's speech; speaker: playback and barge-in), on an axis in ms whose
-zero is the moment the user stopped speaking. A faint line before a bar is the time its unit waited in the queue.
-Draws `Timeline`s only."""
+segments, one colour per stage; LLM server: the LLM's requests when it runs on a server; mic: the user's speech;
+speaker: playback and barge-in), on an axis in ms whose zero is the moment the user stopped speaking. A faint line
+before a bar is the time its unit waited in the queue. Draws `Timeline`s only."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -14,9 +14,10 @@ from PyQt6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from app.stages import MIC_LANE, SPEAKER_LANE, SPECULATION_LANE, Stage
 from app.ui.theme import MUTED, STAGE_COLORS, TEXT
 from app.ui.view_models import TIMELINE_ROWS, Timeline
-from scheduler import CPU_LANE, DEVICE_LANE
+from scheduler import CPU_LANE, DEVICE_LANE, REMOTE_LANE
 
-ROW_NAMES = {CPU_LANE: "CPU lane", DEVICE_LANE: "device lane", SPECULATION_LANE: "speculation", MIC_LANE: "microphone",
+ROW_NAMES = {CPU_LANE: "CPU lane", DEVICE_LANE: "device lane", REMOTE_LANE: "LLM server",
+             SPECULATION_LANE: "speculation", MIC_LANE: "microphone",
              SPEAKER_LANE: "speaker"}
 LEGEND = ((Stage.VAD, "VAD"), (Stage.TURN, "Smart Turn"), (Stage.ASR, "ASR"), (Stage.LLM, "LLM"),
           (Stage.TTS, "TTS"), (Stage.USER_SPEECH, "your speech"), (Stage.PLAYBACK, "agent audio"),

@@ -16,7 +16,7 @@ from app.conversation.state import Phase
 from app.metrics.stats import summarize
 from app.metrics.turns import STAGES, TurnRecord
 from app.stages import MIC_LANE, SPEAKER_LANE, SPECULATION_LANE, Label, Latency, Stage
-from scheduler import CPU_LANE, DEVICE_LANE, Span
+from scheduler import CPU_LANE, DEVICE_LANE, REMOTE_LANE, Span
 
 STAGE_TITLES: dict[str, str] = {Latency.ASR: "ASR", Latency.TURN: "Turn detection",
                                  Latency.LLM_FIRST_TOKEN: "LLM first token", Latency.TTS_FIRST_AUDIO: "TTS first audio",
@@ -24,7 +24,7 @@ STAGE_TITLES: dict[str, str] = {Latency.ASR: "ASR", Latency.TURN: "Turn detectio
 STATE_LABELS = {Phase.LISTENING: ("listening", "Listening"), Phase.USER_SPEAKING: ("hearing", "Hearing you"),
                 Phase.USER_PAUSED: ("thinking", "Thinking"), Phase.RESPONDING: ("thinking", "Thinking"),
                 Phase.SPEAKING: ("speaking", "Speaking")}
-TIMELINE_ROWS = (CPU_LANE, DEVICE_LANE, SPECULATION_LANE, MIC_LANE, SPEAKER_LANE)  # top to bottom
+TIMELINE_ROWS = (CPU_LANE, DEVICE_LANE, REMOTE_LANE, SPECULATION_LANE, MIC_LANE, SPEAKER_LANE)  # top to bottom
 HISTORY_TURNS = 50
 
 
@@ -203,7 +203,7 @@ def row_of(span: Span) -> str | None:
     for lane in (CPU_LANE, DEVICE_LANE):  # concurrent mode runs a device lane per stage: device/llm, ...
         if span.lane == lane or span.lane.startswith(lane + "/"):
             return lane
-    return span.lane if span.lane in (MIC_LANE, SPEAKER_LANE, SPECULATION_LANE) else None
+    return span.lane if span.lane in (REMOTE_LANE, MIC_LANE, SPEAKER_LANE, SPECULATION_LANE) else None
 
 
 def build_timeline(spans: list[Span], record: TurnRecord, margin_s: float = 0.4) -> Timeline:
