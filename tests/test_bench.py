@@ -129,6 +129,8 @@ def test_every_bench_subcommand_module_has_the_entry_points():
     (("bench", "engines", "--json", "/nonexistent-dir/x.json"), "does not exist"),
     (("bench", "answers", "--questions", "0"), "--questions"),
     (("bench", "answers", "--prompt", "/nonexistent-dir/prompt.txt"), "cannot read the prompt"),
+    (("bench", "remote", "--rtt-ms", "20,fast"), "--rtt-ms"),
+    (("bench", "remote", "--sessions", "0"), "--sessions"),
 ])
 def test_bad_options_fail_with_one_line_before_loading_models(args, needle):
     proc = run_cli(*args, timeout=60)
@@ -195,3 +197,35 @@ def test_bench_turns_measures_labelled_pauses(tmp_path):
     assert {("real", "complete"), ("real", "mid"), ("kokoro", "complete"), ("kokoro", "mid")} <= labels
     assert all(0 <= f["audio_p"] <= 1 for f in data["features"])
     assert "takeovers" in stdout and data["machine"]["cpu"]
+
+
+def test_the_delay_relay_adds_its_delay_each_way_and_keeps_the_bytes():
+    import socket
+    import threading
+    import time
+
+    from app.bench.delay_relay import DelayRelay
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    relay = DelayRelay(server.getsockname()[1], one_way_ms=40)
+    try:
+        with socket.create_connection(("127.0.0.1", relay.port)) as client:
+            t0 = time.perf_counter()
+            client.sendall(b"hello " * 1000)
+            got = b""
+            while len(got) < 6000:
+                got += client.recv(65536)
+            rtt = time.perf_counter() - t0
+        assert got == b"hello " * 1000
+        assert 0.08 <= rtt < 0.5, rtt  # 2 x 40 ms, plus scheduling
+    finally:
+        relay.close()
+        server.close()

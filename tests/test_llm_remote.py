@@ -7,6 +7,7 @@ mid-reply and started again."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -265,3 +266,18 @@ def test_a_server_without_a_text_score_leaves_the_end_of_turn_to_the_audio(proxy
         text += reply.step(4).text
     assert "Paris" in text
     assert gen.end_of_utterance_score([SYSTEM, Message("user", "Hi.")]) is None  # not asked again
+
+
+def test_bench_remote_compares_in_process_remote_a_round_trip_and_two_sessions(tmp_path):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "remote.json"
+    proc = run_cli("--set", f"models.llm={MODEL}", "bench", "remote", "--quick", "--turns", "1", "--rtt-ms", "20",
+                   "--sessions", "2", "--json", str(out), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    runs = result["runs"]
+    assert list(runs) == ["in-process", "remote, loopback", "remote, +20 ms RTT", "remote, 2 sessions: #1",
+                          "remote, 2 sessions: #2"]
+    assert all(r["answered"] >= 1 and r["p50"] for r in runs.values()), runs
+    assert result["cancel"]["after_cancel_first_token_ms"] > 0 and "x local" in proc.stdout

@@ -1,6 +1,7 @@
 """Settings changes on a running conversation with real engines: Apply hot-swaps an engine (and persists the config)
 without restarting and keeps the history; a bad GGUF keeps the old engines; a short max wait applies live; the
-dialog refuses a bad combination before anything stops; a config that skipped validation keeps the running
+dialog refuses a bad combination before anything stops; an LLM server that does not answer is a message and the
+conversation goes on; a config that skipped validation keeps the running
 conversation and leaks no lane thread."""
 from __future__ import annotations
 
@@ -68,6 +69,20 @@ def test_a_bad_gguf_keeps_the_old_engines_and_shows_the_error(running, tmp_path)
     assert "GGUF" in message and "previous settings stay in use" in message
     assert (running.path.read_text() if running.path.exists() else "") == saved
 
+
+@pytest.mark.slow
+def test_an_unreachable_llm_server_is_a_message_in_the_window_and_the_conversation_goes_on(running):
+    from app.llama_server import free_port
+
+    controller = running.controller
+    engines, session = controller.engines, controller.session
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    assert controller.apply(config_mod.from_dict({"llm": {"base_url": url}}, controller.cfg))
+    assert controller.wait(60)
+    assert controller.engines is engines and controller.session is session
+    assert wait_for(running.qapp, lambda: running.window.error_banner.isVisibleTo(running.window), 5)
+    message = running.window.error_banner.text()
+    assert f"cannot reach the LLM server at {url}" in message and "previous settings stay in use" in message
 
 @pytest.mark.slow
 def test_a_short_max_wait_applies_live_with_the_shorter_waits_scaled(running):

@@ -102,10 +102,10 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
             def one(i: int) -> None:
                 results[i] = _v2v(build_report(run_conversation(build_engines(c), c, turns, timeout_s=timeout)))
 
-            threads = [threading.Thread(target=one, args=(i,)) for i in range(args.sessions)]
-            for t in threads:
+            workers = [threading.Thread(target=one, args=(i,)) for i in range(args.sessions)]
+            for t in workers:
                 t.start()
-            for t in threads:
+            for t in workers:
                 t.join()
             for i in sorted(results):
                 runs[f"remote, {args.sessions} sessions: #{i + 1}"] = results[i]
