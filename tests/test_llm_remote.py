@@ -107,9 +107,10 @@ def test_a_spoken_conversation_through_the_server_answers_every_turn(engines, se
     assert all(r.stages_ms.get("v2v") for r in records)
     llm_spans = [s for s in run.spans.snapshot() if s.stage == "llm" and s.turn >= 1]
     assert llm_spans and all(s.lane == REMOTE_LANE for s in llm_spans)  # the device lane is not held waiting
-    # the server's text score reached the end-of-turn rule (the first turn's may come after the rule's 1 s wait:
-    # the server evaluates the system prompt for the first time then)
-    assert any(r.decision.get("text_log10") is not None for r in records), [r.decision for r in records]
+    # each speculation read its text score from the server; whether it reached the rule before the rule stopped
+    # waiting for it (1 s) is the server's speed: llama-cpp-python's needs logits_all, which slows every prompt
+    scores = [s.meta.get("text_log10") for s in run.spans.snapshot() if s.label == "prefill" and s.status == "ok"]
+    assert scores and all(x is not None and x > -1.0 for x in scores), scores
     assert_clean_end(run)
 
 

@@ -25,9 +25,14 @@ class DelayRelay:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def close(self) -> None:
+        """Stop listening, end every relayed connection, and the loop."""
         async def stop() -> None:
             if self._server is not None:
                 self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -43,6 +48,7 @@ class DelayRelay:
 
         self._loop.run_until_complete(start())
         self._loop.run_forever()
+        self._loop.close()
 
     async def _connection(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:

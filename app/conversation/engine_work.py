@@ -265,7 +265,7 @@ class EngineWork:
             self.post(Scored(speculation))
             generation.prefill()
             return UnitResult(None, {"prompt_tokens": generation.prompt_tokens,
-                                     "reused_tokens": generation.reused_tokens})
+                                     "reused_tokens": generation.reused_tokens, "text_log10": speculation.score})
 
         def done(handle: UnitHandle) -> None:
             if handle.result() is LATER:
