@@ -14,13 +14,14 @@ import sys
 from app import config as config_mod
 from app.commands import bench as bench_cmd
 from app.commands import config as config_cmd
+from app.commands import doctor as doctor_cmd
 from app.commands import headless as headless_cmd
 from app.commands import models as models_cmd
 from app.commands import say as say_cmd
 from app.commands import transcribe as transcribe_cmd
 from app.errors import EXIT_USER, UserError
 
-COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd, bench_cmd]
+COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd, bench_cmd, doctor_cmd]
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMAT = "cadence: %(levelname)s %(name)s: %(message)s"
 

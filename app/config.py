@@ -49,6 +49,9 @@ class ModelsConfig:
     llm_path: str = _opt("", "a GGUF file to use instead of the catalog LLM")
     asr_path: str = _opt("", "a .nemo file (NeMo cache-aware streaming model) to use as the recognizer")
     tts_path: str = _opt("", "a Kokoro .pth file for the torch Kokoro engine")
+    compute: str = _opt("auto", "where the LLM, NeMo ASR and the torch Kokoro run: auto (the GPU when this machine "
+                                "has one and the build can use it), cpu, or cuda (an error when it cannot); VAD and "
+                                "Smart Turn stay on the CPU", choices=("auto", "cpu", "cuda"))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,11 @@ def _entry(model_id: str, kind: str, what: str) -> ModelEntry:
     return entry
 
 
+def _torch_device(cfg: Config) -> str | None:
+    """`models.compute = "cpu"` keeps the torch engines on the CPU; otherwise they take the GPU when torch sees one."""
+    return "cpu" if cfg.models.compute == "cpu" else None
+
+
 def build_vad(cfg: Config):
     from engines.vad_silero import SileroVad
 
@@ -49,7 +54,8 @@ def build_asr(cfg: Config, model_id: str | None = None):
         if model_id is None and cfg.models.asr_path:
             from engines.asr_nemo import NemoStreamingRecognizer
 
-            return NemoStreamingRecognizer.from_user_file(check_user_file("asr", cfg.models.asr_path))
+            return NemoStreamingRecognizer.from_user_file(check_user_file("asr", cfg.models.asr_path),
+                                                          device=_torch_device(cfg))
         entry = _entry(model_id or cfg.models.asr, "asr", "a speech recognizer")
         threads = cfg.scheduler.device_threads
         if entry.engine == "whisper":
@@ -63,7 +69,7 @@ def build_asr(cfg: Config, model_id: str | None = None):
         if entry.engine == "nemo":
             from engines.asr_nemo import NemoStreamingRecognizer
 
-            return NemoStreamingRecognizer.from_catalog(entry.id)
+            return NemoStreamingRecognizer.from_catalog(entry.id, device=_torch_device(cfg))
     except ImportError as exc:  # an optional engine's package (extra) is not installed
         raise InputError(f"this recognizer needs an optional package: {exc} (see the README's extras)") from None
     raise InputError(f"{entry.id}: no engine for {entry.engine!r}")
@@ -94,20 +100,22 @@ def build_remote_llm(cfg: Config):
 def build_llm(cfg: Config, model_id: str | None = None):
     if model_id is None and cfg.llm.base_url:
         return build_remote_llm(cfg)
+    from app.placement import plan, probe
     from engines.llm_llama import LlamaGenerator, LlmLoadError
     from engines.store import ModelError
 
     c = cfg.llm
+    layers = plan(cfg, probe(with_torch=False)).llm_gpu_layers  # models.compute against this machine
     if model_id is None and cfg.models.llm_path:
         path = check_user_file("llm", cfg.models.llm_path)
         try:
-            return LlamaGenerator(path, n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers, n_ctx=c.n_ctx,
+            return LlamaGenerator(path, n_threads=c.n_threads, n_gpu_layers=layers, n_ctx=c.n_ctx,
                                   temperature=c.temperature, repetition_guard=c.repetition_guard)
         except LlmLoadError as exc:
             raise ModelError(f"user llm file {str(path)!r}", str(exc),
                              "point models.llm_path at a working GGUF") from None
     return LlamaGenerator.from_catalog(_entry(model_id or cfg.models.llm, "llm", "a language model").id,
-                                       n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers, n_ctx=c.n_ctx,
+                                       n_threads=c.n_threads, n_gpu_layers=layers, n_ctx=c.n_ctx,
                                        temperature=c.temperature, repetition_guard=c.repetition_guard)
 
 
@@ -133,7 +141,8 @@ def build_tts(cfg: Config, model_id: str | None = None, voice: str | None = None
             from engines.tts_kokoro_torch import KokoroTorchSynthesizer
 
             weights = check_user_file("tts", cfg.models.tts_path) if cfg.models.tts_path else None
-            return KokoroTorchSynthesizer.from_catalog(entry.id, model_path=weights, voice=voice)
+            return KokoroTorchSynthesizer.from_catalog(entry.id, model_path=weights, voice=voice,
+                                                       device=_torch_device(cfg))
     except (ValueError, ImportError) as exc:  # unknown voice, bad voice file, missing `kokoro` extra
         if isinstance(exc, InputError):
             raise
@@ -145,11 +154,11 @@ def build_tts(cfg: Config, model_id: str | None = None, voice: str | None = None
 ENGINE_KEYS: dict[str, Callable[[Config], tuple]] = {
     "vad": lambda c: (c.models.vad,),
     "turn": lambda c: (c.models.turn,),
-    "asr": lambda c: (c.models.asr, c.models.asr_path, c.scheduler.device_threads),
-    "llm": lambda c: (c.models.llm, c.models.llm_path, c.llm.n_threads, c.llm.n_gpu_layers, c.llm.n_ctx,
-                      c.llm.temperature, c.llm.repetition_guard, c.llm.base_url, c.llm.remote_model,
+    "asr": lambda c: (c.models.asr, c.models.asr_path, c.scheduler.device_threads, c.models.compute),
+    "llm": lambda c: (c.models.llm, c.models.llm_path, c.models.compute, c.llm.n_threads, c.llm.n_gpu_layers,
+                      c.llm.n_ctx, c.llm.temperature, c.llm.repetition_guard, c.llm.base_url, c.llm.remote_model,
                       c.llm.api_key_env, c.llm.remote_chat_template, c.llm.first_token_timeout_s),
-    "tts": lambda c: (c.models.tts, c.models.tts_path, c.scheduler.device_threads,
+    "tts": lambda c: (c.models.tts, c.models.tts_path, c.scheduler.device_threads, c.models.compute,
                       c.models.voice if c.models.tts_path or c.models.tts.startswith("kokoro") else ""),
 }
 STEPS = {"vad": "the voice activity detector", "turn": "Smart Turn", "asr": "the speech recognizer",

@@ -87,3 +87,21 @@ def test_spec_bundles_files_that_exist_and_excludes_the_gpu_extras():
         for rel in files or []:
             assert (root / rel).is_file(), f"{package}:{rel} is missing"
     assert (ROOT / "app" / "paths.py").read_text().count("_MEIPASS") >= 1  # assets are found inside the bundle
+
+
+def test_the_arm64_audit_tells_wheels_from_sources():
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("arm64_audit", ROOT / "packaging" / "arm64_audit.py")
+    assert spec is not None and spec.loader is not None
+    audit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(audit)
+    classify = audit.classify
+    assert classify(["x-1.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"], "cp311") == "wheel"
+    assert classify(["x-1.0-cp39-abi3-manylinux_2_28_aarch64.whl"], "cp311") == "wheel"
+    assert classify(["x-1.0-py3-none-any.whl", "x-1.0.tar.gz"], "cp311") == "wheel"
+    assert classify(["x-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "x-1.0.tar.gz"], "cp311") == "source"
+    assert classify(["x-1.0-cp310-cp310-manylinux_2_17_aarch64.whl", "x-1.0.tar.gz"], "cp311") == "source"
+    assert classify(["x-1.0-cp311-cp311-win_amd64.whl"], "cp311") == "none"

@@ -25,7 +25,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from app.config import Config, ConfigError, SchedulerConfig, from_dict
+from app.config import Config, ConfigError, ModelsConfig, SchedulerConfig, from_dict
 from app.ui.remote_llm_form import RemoteLlmForm
 from app.ui.theme import ERROR, MUTED
 from engines.catalog import by_kind, get
@@ -128,11 +128,15 @@ class SettingsDialog(QDialog):
         self.voice.setCurrentText(m.voice)
         self.tts.currentTextChanged.connect(lambda tts: self.voice.setEnabled(tts.startswith("kokoro")))
         self.voice.setEnabled(m.tts.startswith("kokoro"))
+        self.compute = QComboBox()
+        self.compute.addItems(ModelsConfig.__dataclass_fields__["compute"].metadata["choices"])
+        self.compute.setCurrentText(m.compute)
         self.n_threads, self.gpu_layers = _spin(llm.n_threads), _spin(llm.n_gpu_layers)
         self.device_threads, self.max_tokens = _spin(cfg.scheduler.device_threads), _spin(llm.max_reply_tokens, 8)
         models = QFormLayout()
         for label, widget in (("Speech recognizer", self.asr), ("Language model", self.llm), ("Voice engine", self.tts),
-                              ("Kokoro voice", self.voice), ("LLM threads", self.n_threads),
+                              ("Kokoro voice", self.voice), ("Compute (auto / cpu / cuda)", self.compute),
+                              ("LLM threads", self.n_threads),
                               ("GPU layers (-1 = all)", self.gpu_layers), ("Model threads", self.device_threads),
                               ("Longest reply (tokens)", self.max_tokens)):
             models.addRow(label, widget)
@@ -211,7 +215,8 @@ class SettingsDialog(QDialog):
         device = lambda combo: "" if combo.currentText() == DEFAULT_DEVICE else combo.currentText().strip()  # noqa
         return {
             "models": {"asr": asr, "asr_path": asr_path, "llm": llm, "llm_path": llm_path,
-                       "tts": self.tts.currentText(), "voice": self.voice.currentText()},
+                       "tts": self.tts.currentText(), "voice": self.voice.currentText(),
+                       "compute": self.compute.currentText()},
             "llm": {"n_threads": self.n_threads.value(), "n_gpu_layers": self.gpu_layers.value(),
                     "max_reply_tokens": self.max_tokens.value(),
                     "system_prompt": self.system_prompt.toPlainText().strip(), **self.remote.values()},
