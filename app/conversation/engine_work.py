@@ -259,11 +259,11 @@ class EngineWork:
             generation = speculation.generation
             if not _prefill_slices(generation, tok):
                 return LATER
-            # The score first, and told at once: the end-of-turn rule may be waiting for it, and the rest of the
-            # prompt (the reply's header; a server's whole chat request) is not needed to decide.
+            # One evaluation of the rest of the prompt reads the score too (a server: the score's request first);
+            # evaluating the score's part alone first, to tell the rule ~0.1 s sooner, made the first audio later.
+            generation.prefill()
             speculation.score = cast(ScoredGeneration, generation).eou_score() if scorer is not None else None
             self.post(Scored(speculation))
-            generation.prefill()
             return UnitResult(None, {"prompt_tokens": generation.prompt_tokens,
                                      "reused_tokens": generation.reused_tokens, "text_log10": speculation.score})
 

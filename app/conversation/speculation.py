@@ -133,8 +133,8 @@ class Speculations:
 
     # ---- results (posted items, on the session thread) -----------------------------------------------------
     def scored(self, speculation: Speculation) -> e.EndOfUtteranceScore | None:
-        """The score is read (the rest of the prefill may still run); it is the turn's if the speculation was
-        adopted (else it waits)."""
+        """The prefill is done and its score read; the score is the turn's if the speculation was adopted (else it
+        waits)."""
         speculation.scored = True
         held = self._held.get(speculation.turn_id)
         if held is None or held.speculation is not speculation or not held.adopted:
