@@ -176,9 +176,17 @@ def test_each_server_fault_is_one_clear_line(proxy, fault, expected):
             reply.step(4)
     message = str(failed.value)
     assert proxy.base_url in message and "\n" not in message and "colours" not in message
-    # the next request goes through: the engine holds no broken state
-    again = gen.start([SYSTEM, Message("user", "Say hi.")], 8)
-    assert again.step(8).tokens > 0
+    # the next request goes through: the engine holds no broken state. (Once in a full run, right after the
+    # malformed stream, the server ended this next stream early too: llama-cpp-python's server interrupts a
+    # stream when another request waits, and the abandoned one may still hold it; so one retry.)
+    for attempt in range(2):
+        try:
+            assert gen.start([SYSTEM, Message("user", "Say hi.")], 8).step(8).tokens > 0
+            break
+        except RemoteLlmError:
+            if attempt:
+                raise
+            time.sleep(1.0)
 
 
 def test_a_fault_mid_conversation_drops_that_turn_and_the_next_is_answered(engines, proxy):
@@ -259,8 +267,9 @@ def test_the_settings_test_connection_lists_the_servers_models(qapp, server):
 def test_a_server_without_a_text_score_leaves_the_end_of_turn_to_the_audio(proxy, caplog, monkeypatch):
     import logging
 
-    # a library configured earlier in the same test process (NeMo's hydra) may have disabled existing loggers
+    # a library configured earlier in the same test process may have disabled or raised the level of our loggers
     monkeypatch.setattr(logging.getLogger("cadence.engines"), "disabled", False)
+    caplog.set_level(logging.WARNING, logger="cadence.engines")
     gen = RemoteScoringGenerator(proxy.base_url, "qwen", chat_template="chatml")
     proxy.fault = Fault(status=404)  # the completions endpoint is not there (some servers have chat only)
     reply = gen.start([SYSTEM, Message("user", "What is the capital of France?")], 32)
