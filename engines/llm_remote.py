@@ -59,11 +59,9 @@ def _describe(exc: BaseException, url: str, model: str, key_env: str, timeout_s:
 
     kind = type(exc).__name__
     transport = type(exc).__module__.split(".")[0].startswith(("httpx", "httpcore"))
+    if isinstance(exc, openai.APITimeoutError) or (transport and "Timeout" in kind):
+        return f"the LLM server at {url} sent nothing for {timeout_s:g} s (llm.first_token_timeout_s)"
     match exc:
-        case openai.APITimeoutError():
-            return f"the LLM server at {url} sent nothing for {timeout_s:g} s (llm.first_token_timeout_s)"
-        case _ if transport and "Timeout" in kind:
-            return f"the LLM server at {url} sent nothing for {timeout_s:g} s (llm.first_token_timeout_s)"
         case openai.APIConnectionError() | ConnectionError():
             return f"cannot reach the LLM server at {url} (is it running? llm.base_url)"
         case openai.AuthenticationError() | openai.PermissionDeniedError():

@@ -27,6 +27,7 @@ from scheduler import REMOTE_LANE
 from tests.conftest import ROOT
 from tests.conversation_watch import assert_clean_end, converse
 from tests.fault_proxy import Fault, FaultProxy
+from tests.ui_helpers import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not server_available(), reason="llama-cpp-python's server extra is not installed "
@@ -257,10 +258,7 @@ def test_the_settings_test_connection_lists_the_servers_models(qapp, server):
     results: list = []
     form.tested.connect(lambda text, ok: results.append((text, ok)))
     form.test_connection()
-    deadline = time.monotonic() + 20
-    while not results and time.monotonic() < deadline:
-        qapp.processEvents()
-        time.sleep(0.02)
+    wait_for(qapp, lambda: bool(results), 20)
     assert results == [("connected: 1 model(s): qwen", True)] and form.result.text() == results[0][0]
 
 

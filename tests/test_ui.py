@@ -184,10 +184,7 @@ def test_settings_point_the_llm_at_a_server_and_test_the_connection(qapp):
     results: list = []
     form.tested.connect(lambda text, ok: results.append((text, ok)))
     form.test_connection()
-    deadline = time.monotonic() + 10
-    while not results and time.monotonic() < deadline:
-        qapp.processEvents()
-        time.sleep(0.02)
+    wait_for(qapp, lambda: bool(results), 10)
     assert results and not results[0][1] and "cannot reach" in results[0][0] and url in form.result.text()
 
 # ---- command line ---------------------------------------------------------------------------------------------
