@@ -73,7 +73,7 @@ def build_conversation(cfg: Config, engines: Engines, open_device: OpenDevice, *
     if wrap is not None:
         device = wrap(device)
     configure_thread_pools(cfg.scheduler.device_threads)
-    scheduler = Scheduler(settings.scheduler)
+    scheduler = Scheduler(settings.scheduler, device_barrier=engines.device_barrier())
     try:
         session = Session(engines, device, scheduler, settings.system_prompt, settings.session, playback=playback)
         if history is not None:

@@ -60,6 +60,7 @@ class NemoStreamingRecognizer:
             nemo_logging.setLevel(nemo_logging.ERROR)
         self.name, self.inline = name, inline
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.asynchronous = self.device.type == "cuda"  # see DeviceSynchronized
         if threads and self.device.type == "cpu":  # process-wide; 2 threads on 2 busy cores ran ~10x slower
             torch.set_num_threads(threads)
         try:  # Any: NeMo's models are torch Modules whose attributes (encoder, cfg, ...) are dynamic
@@ -159,6 +160,13 @@ class NemoStreamingRecognizer:
         left = int(fz.stft_pad_amount) if fz.stft_pad_amount is not None else n_fft // 2  # zeros before sample 0
         self._reach = n_fft - left  # frame t uses samples [t*hop - left, t*hop + reach)
         self._lead = -(-(left + 1) // self.hop)  # frames of a segment that touch its edge (padding, pre-emphasis)
+
+    def synchronize(self) -> None:
+        """Wait for this recognizer's GPU work (a no-op on the CPU)."""
+        if self.asynchronous:
+            import torch
+
+            torch.cuda.synchronize(self.device)
 
     # ---- Recognizer protocol ---------------------------------------------------------------------------------
 

@@ -6,9 +6,11 @@ model when it scores the end of an utterance from the text, else None; `stepper`
 steps, else None), so the session asks `engines.scorer is not None` instead of probing an engine's attributes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engines.protocols import (
+    DeviceSynchronized,
     Generator,
     Recognizer,
     RemoteModel,
@@ -33,10 +35,11 @@ class Abilities:
     stepped_asr: bool = False  # the recognizer decodes while the user talks
     voices: bool = False  # the voice engine has several voices
     remote_llm: bool = False  # the language model runs on a server (its units wait on the remote lane)
+    device_sync: bool = False  # an engine's device work is asynchronous (a GPU): device units end on its sync
 
     def describe(self) -> str:
         return " ".join(f"{name}={'yes' if getattr(self, name) else 'no'}"
-                        for name in ("text_turn_score", "stepped_asr", "voices", "remote_llm"))
+                        for name in ("text_turn_score", "stepped_asr", "voices", "remote_llm", "device_sync"))
 
 
 @dataclass
@@ -50,13 +53,29 @@ class Engines:
     scorer: TextTurnScorer | None = field(init=False, default=None)
     stepper: SteppedRecognizer | None = field(init=False, default=None)
     abilities: Abilities = field(init=False, default=Abilities())
+    asynchronous: tuple[DeviceSynchronized, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         self.scorer = self.llm if isinstance(self.llm, TextTurnScorer) else None
         self.stepper = self.asr if isinstance(self.asr, SteppedRecognizer) else None
+        self.asynchronous = tuple(e for e in (self.asr, self.llm, self.tts)
+                                  if isinstance(e, DeviceSynchronized) and e.asynchronous)
         self.abilities = Abilities(text_turn_score=self.scorer is not None, stepped_asr=self.stepper is not None,
                                    voices=isinstance(self.tts, VoiceChoice),
-                                   remote_llm=isinstance(self.llm, RemoteModel))
+                                   remote_llm=isinstance(self.llm, RemoteModel),
+                                   device_sync=bool(self.asynchronous))
+
+    def device_barrier(self) -> Callable[[], None] | None:
+        """What the scheduler calls at the end of each device-lane unit: wait for every asynchronous engine's
+        device work (None when all run synchronously, on the CPU)."""
+        engines = self.asynchronous
+        if not engines:
+            return None
+
+        def barrier() -> None:
+            for engine in engines:
+                engine.synchronize()
+        return barrier
 
     def missing_roles(self) -> list[str]:
         """Roles whose engine does not implement its protocol (empty for any engine the factory builds)."""

@@ -160,6 +160,8 @@ class LlamaGenerator:
         (extra buffer types); off by default: with it, batched decodes crash this build on AMX CPUs."""
         path = Path(model_path)
         self._model, self._ctx = load_model(path, n_gpu_layers, repack, n_ctx, n_batch, n_threads)
+        # llama.cpp may return from a decode before a GPU backend has finished it (see DeviceSynchronized)
+        self.asynchronous = n_gpu_layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
         self.name = name or path.stem
         self.temperature, self.top_k, self.repetition_guard = temperature, top_k, repetition_guard
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
@@ -236,6 +238,11 @@ class LlamaGenerator:
     @property
     def cached_tokens(self) -> int:
         return len(self._cache)
+
+    def synchronize(self) -> None:
+        """Wait for the decodes launched on a GPU backend (a no-op when every layer is on the CPU)."""
+        if self.asynchronous and self._ctx is not None:
+            llama_cpp.llama_synchronize(self._ctx)
 
     def close(self) -> None:
         if self._ctx is not None:

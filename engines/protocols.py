@@ -164,6 +164,18 @@ class RemoteModel(Protocol):
 
 
 @runtime_checkable
+class DeviceSynchronized(Protocol):
+    """An engine whose device work may still run after its call returned (CUDA kernels are asynchronous).
+    `synchronize()` returns once all the work it launched has ended (and raises a device error that happened
+    meanwhile); the scheduler calls it at the end of each device-lane unit, so spans measure device time.
+    `asynchronous` is False when the engine runs on the CPU: there is then nothing to wait for."""
+
+    asynchronous: bool
+
+    def synchronize(self) -> None: ...
+
+
+@runtime_checkable
 class Closable(Protocol):
     """An engine that can free its model at once (llama.cpp's memory) instead of when it is collected."""
 

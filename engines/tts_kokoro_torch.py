@@ -98,6 +98,7 @@ class KokoroTorchSynthesizer:
         self.g2p = "misaki" if g2p == "misaki" or (g2p == "auto" and misaki_available()) else "espeak"
         self._phonemizers: dict[str, Callable[[str], list[str]]] = {}
         self.device = device or default_device()
+        self.asynchronous = str(self.device).startswith("cuda")  # see DeviceSynchronized
         config = model_config(model_path, config_path)
         self.model = KModel(repo_id=REPO_ID, config=config, model=str(model_path)).to(self.device).eval()
         self._torch = torch
@@ -115,6 +116,11 @@ class KokoroTorchSynthesizer:
 
     def voices(self) -> list[str]:
         return list(self._files)
+
+    def synchronize(self) -> None:
+        """Wait for this engine's GPU work (a no-op on the CPU)."""
+        if self.asynchronous:
+            self._torch.cuda.synchronize(self.device)
 
     def set_voice(self, voice: str) -> None:
         """Select a voice; UnknownVoice names the valid ones."""

@@ -62,7 +62,10 @@ class Scheduler:
     """The clock of every span time: ``time.perf_counter`` seconds."""
 
     def __init__(self, settings: SchedulerSettings | None = None, *,
-                 span_log: SpanLog | None = None) -> None:
+                 span_log: SpanLog | None = None, device_barrier: Callable[[], None] | None = None) -> None:
+        """``device_barrier`` (optional) returns once all device work launched so far has ended (for CUDA,
+        a synchronize); every device-lane unit's span then ends when its device work has ended, not when
+        its kernels were launched."""
         self.settings = settings if settings is not None else SchedulerSettings()
         self.spans = span_log if span_log is not None else SpanLog(self.settings.span_capacity)
         self._lock = threading.Lock()
@@ -72,6 +75,7 @@ class Scheduler:
         self._in_flight = 0
         self._ids = itertools.count(1)
         self._closed = False
+        self._device_barrier = device_barrier
         with self._lock:
             for name in (DEVICE_LANE, CPU_LANE, REMOTE_LANE):
                 self._add_lane_locked(name)
@@ -210,7 +214,9 @@ class Scheduler:
 
     # -- internals ---------------------------------------------------------------------------------
     def _add_lane_locked(self, name: str) -> Lane:
-        lane = Lane(name, self._lock, self.spans, self.clock, self._settled)
+        on_device = name == DEVICE_LANE or name.startswith(DEVICE_LANE + "/")
+        lane = Lane(name, self._lock, self.spans, self.clock, self._settled,
+                    barrier=self._device_barrier if on_device else None)
         self._lanes[name] = lane
         lane.start()
         return lane

@@ -59,8 +59,9 @@ class Lane:
     """One worker thread draining a priority queue (lower priority first, FIFO among equals)."""
 
     def __init__(self, name: str, lock: threading.Lock, span_log: SpanLog, clock: Clock,
-                 on_settled: Callable[[UnitHandle], None]) -> None:
+                 on_settled: Callable[[UnitHandle], None], barrier: Callable[[], None] | None = None) -> None:
         self.name = name
+        self._barrier = barrier  # waits until the device work a unit launched has ended (see _execute)
         self._cond = threading.Condition(lock)
         self._span_log = span_log
         self._clock = clock
@@ -149,6 +150,17 @@ class Lane:
             stopped_itself = True  # the unit stopped at a step boundary
         except BaseException as exc:  # captured into the handle; the lane lives on
             error = exc
+        sync: dict[str, Any] = {}
+        if self._barrier is not None:
+            # Work launched asynchronously (CUDA kernels) has not ended when fn returns: the unit's span and
+            # the lane are the unit's until it has, so the next unit never overlaps it and spans measure device
+            # time. An asynchronous device error surfaces here and is the unit's error.
+            launched = self._clock()
+            try:
+                self._barrier()
+            except BaseException as exc:
+                error = error or exc
+            sync = {"sync_ms": round((self._clock() - launched) * 1000.0, 3)}
         finished_at = self._clock()
         with self._cond:
             self._current = None
@@ -158,6 +170,6 @@ class Lane:
             status = "cancelled"
         else:
             status = "ok"
-        extra = {"cancel": "running"} if status == "cancelled" else None
+        extra = {**sync, "cancel": "running"} if status == "cancelled" else sync or None
         finish_handle(handle, status, value=value, error=error, finished_at=finished_at,
                       span_log=self._span_log, extra_meta=extra)

@@ -190,3 +190,37 @@ def test_a_conversation_leaves_no_thread_behind():
     time.sleep(0.2)
     left = [t.name for t in threading.enumerate() if t.ident not in before and t.name != "echo-delay"]
     assert left == [], left
+
+
+class GpuBeep(Beep):
+    """A voice whose device work is asynchronous (as on a GPU): each call's "kernels" end `lag` s after it."""
+
+    asynchronous = True
+    lag = 0.03
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        self.syncs = 0
+
+    def synthesize(self, text: str) -> Iterator[AudioChunk]:
+        self.until = time.perf_counter() + self.lag
+        yield from super().synthesize(text)
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+        time.sleep(max(0.0, self.until - time.perf_counter()))
+
+
+def test_a_conversation_ends_its_device_units_on_the_asynchronous_engines_sync():
+    cpu = engines()
+    assert cpu.abilities.device_sync is False and cpu.device_barrier() is None
+    voice = GpuBeep()
+    gpu = Engines(LoudnessVad(), SureTurn(), SteppedAsr(), PlainLlm(), voice, names={"llm": "fake"})
+    assert gpu.abilities.device_sync and gpu.asynchronous == (voice,)
+    spans: list = []
+    talk(gpu, spans=spans)
+    tts = [s for s in spans if s.stage == "tts" and s.status == "ok"]
+    assert tts and voice.syncs >= len(tts)
+    assert all(s.meta["sync_ms"] >= 0 for s in spans if s.lane == "device")
+    assert all("sync_ms" not in s.meta for s in spans if s.lane != "device")
+    assert max(s.meta["sync_ms"] for s in tts) >= GpuBeep.lag * 1000 * 0.5  # the barrier waited for the "kernels"

@@ -56,6 +56,7 @@ def test_weights_are_loaded_from_the_file(tts, random_pth):
     assert all(torch.equal(saved["decoder"][k], loaded[k].cpu()) for k in saved["decoder"])
     assert float(tts.model.predictor.duration_proj.linear_layer.bias.detach().mean()) == pytest.approx(-8.0)
     assert tts.device == "cpu" and next(tts.model.parameters()).device.type == "cpu"
+    assert tts.asynchronous is False  # on the CPU the scheduler gets no device barrier from it
 
 
 @pytest.mark.slow
@@ -102,4 +103,6 @@ def test_voices_and_errors(tts, random_pth):
 def test_runs_on_cuda(random_pth):
     gpu = KokoroTorchSynthesizer(random_pth, ensure("kokoro-voices-en").directory, device="cuda")
     assert next(gpu.model.parameters()).device.type == "cuda"
+    assert gpu.asynchronous is True
     assert list(gpu.synthesize("Hello there."))
+    gpu.synchronize()
