@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from app.config import Config
 
-REBUILD = ("rebuild llama-cpp-python with CUDA: CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install --force-reinstall "
-           "--no-binary llama-cpp-python llama-cpp-python==0.3.36 (or CMAKE_ARGS=... bash packaging/install.sh)")
+REBUILD = ("rebuild llama-cpp-python for this GPU: CADENCE_GPU=cuda bash packaging/install.sh (or by hand: "
+           "CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install --force-reinstall --no-cache-dir --no-binary llama-cpp-python "
+           "llama-cpp-python==0.3.36)")
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,68 @@ def test_the_arm64_audit_tells_wheels_from_sources():
     assert classify(["x-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "x-1.0.tar.gz"], "cp311") == "source"
     assert classify(["x-1.0-cp310-cp310-manylinux_2_17_aarch64.whl", "x-1.0.tar.gz"], "cp311") == "source"
     assert classify(["x-1.0-cp311-cp311-win_amd64.whl"], "cp311") == "none"
+
+
+def _fake_tools(folder, compute_cap: str | None, cublas: bool = True):
+    """A CUDA toolkit folder with an `nvcc` that reports 13.0 (and cuBLAS unless told), and an `nvidia-smi` that
+    reports one GPU of `compute_cap` (none when None), as the install script reads them."""
+    bin_dir = folder / "cuda" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "nvcc").write_text("#!/bin/sh\necho 'Cuda compilation tools, release 13.0, V13.0.88'\n")
+    if cublas:
+        (folder / "cuda" / "lib64").mkdir()
+        (folder / "cuda" / "lib64" / "libcublas.so.13").write_text("")
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\ncase \"$*\" in *compute_cap*) echo '%s';; *) echo 'NVIDIA GeForce RTX 5090';; esac\n"
+                   % compute_cap if compute_cap else "#!/bin/sh\nexit 9\n")
+    for tool in (bin_dir / "nvcc", smi):
+        tool.chmod(0o755)
+    return bin_dir / "nvcc"
+
+
+def _install_plan(tmp_path, **env):
+    import os
+
+    run_env = {**os.environ, "CADENCE_DRY_RUN": "1", "CADENCE_SKIP_APT": "1",
+               "PATH": f"{tmp_path}:{os.environ['PATH']}", **env}
+    run_env.pop("CADENCE_EXTRAS", None)
+    out = subprocess.run(["bash", str(ROOT / "packaging" / "install.sh")], env=run_env, capture_output=True,
+                         text=True, timeout=60)
+    return out.returncode, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("cap, arch", [("12.0", "120a-real"), ("12.1", "121a-real"), ("9.0", "90-real"),
+                                       ("8.9", "89-real")])
+def test_the_cuda_install_builds_llama_cpp_for_the_gpus_architecture(tmp_path, cap, arch):
+    nvcc = _fake_tools(tmp_path, cap)
+    code, out = _install_plan(tmp_path, CADENCE_GPU="cuda", CUDACXX=str(nvcc))
+    assert code == 0, out
+    assert f"-DCMAKE_CUDA_ARCHITECTURES={arch} " in out and "-DGGML_CUDA=ON" in out
+    assert "release 13.0" in out and "RTX 5090" in out
+    assert "extras: test,nemo,kokoro" in out and "cu130" in out and "nothing installed" in out
+
+
+def test_the_cuda_install_takes_a_named_architecture_and_finds_cublas_missing(tmp_path):
+    nvcc = _fake_tools(tmp_path, None, cublas=False)
+    code, out = _install_plan(tmp_path, CADENCE_GPU="cuda", CUDACXX=str(nvcc), CADENCE_CUDA_ARCH="121a-real")
+    assert code == 0, out
+    assert "-DCMAKE_CUDA_ARCHITECTURES=121a-real" in out and "nvidia-cublas wheel" in out
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CADENCE_GPU": "cuda", "CUDACXX": "/nowhere/nvcc"}, "no CUDA compiler"),
+    ({"CADENCE_GPU": "cuda"}, "no NVIDIA GPU seen"),
+    ({"CADENCE_GPU": "rocm"}, "must be cpu or cuda"),
+])
+def test_the_cuda_install_says_what_is_missing_and_how_to_fix_it(tmp_path, env, message):
+    if env.get("CUDACXX") is None and env.get("CADENCE_GPU") == "cuda":
+        env = {**env, "CUDACXX": str(_fake_tools(tmp_path, None))}
+    code, out = _install_plan(tmp_path, **env)
+    assert code != 0 and message in out
+    assert "Traceback" not in out and ("fix:" in out or "rocm" in out)
+
+
+def test_the_default_install_is_the_cpu_build(tmp_path):
+    code, out = _install_plan(tmp_path)
+    assert code == 0, out
+    assert "CPU build plan" in out and "GGML_CUDA" not in out and "extras: test\n" in out

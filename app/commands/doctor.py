@@ -9,6 +9,8 @@ import platform
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="where each engine will run on this machine, and what is missing for a GPU")
+    p.add_argument("--compute", choices=("auto", "cpu", "cuda"),
+                   help="judge this setting instead of the config's models.compute")
     p.set_defaults(func=cmd_doctor)
 
 
@@ -31,9 +33,14 @@ def report(cfg, machine) -> tuple[str, int]:
 
 
 def cmd_doctor(args) -> int:
+    import dataclasses
+
     from app.config import load_config
     from app.placement import probe
 
-    text, code = report(load_config(args), probe())
+    cfg = load_config(args)
+    if getattr(args, "compute", None):
+        cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, compute=args.compute))
+    text, code = report(cfg, probe())
     print(text)
     return code
