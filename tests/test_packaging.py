@@ -117,8 +117,8 @@ def _fake_tools(folder, compute_cap: str | None, cublas: bool = True):
         (folder / "cuda" / "lib64").mkdir()
         (folder / "cuda" / "lib64" / "libcublas.so.13").write_text("")
     smi = folder / "nvidia-smi"
-    smi.write_text("#!/bin/sh\ncase \"$*\" in *compute_cap*) echo '%s';; *) echo 'NVIDIA GeForce RTX 5090';; esac\n"
-                   % compute_cap if compute_cap else "#!/bin/sh\nexit 9\n")
+    reply = f"case \"$*\" in *compute_cap*) echo '{compute_cap}';; *) echo 'NVIDIA GeForce RTX 5090';; esac"
+    smi.write_text(f"#!/bin/sh\n{reply if compute_cap else 'exit 9'}\n")
     for tool in (bin_dir / "nvcc", smi):
         tool.chmod(0o755)
     return bin_dir / "nvcc"
