@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -161,4 +162,5 @@ class KokoroTorchSynthesizer:
         from misaki.espeak import EspeakFallback
 
         fallback = EspeakFallback(british=lang == "en-gb")
+        logging.getLogger("phonemizer").setLevel(logging.ERROR)  # "words count mismatch" on every segment
         return lambda text: split_phonemes(fallback(_Token(text))[0] or "", STYLE_ROWS)

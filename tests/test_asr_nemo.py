@@ -1,7 +1,7 @@
 """NeMo cache-aware streaming recognizer: plumbing tests on a tiny random-weight model.
 
 No real cache-aware weights exist offline (Nemotron Speech / Parakeet streaming are hub downloads), so
-`tests/nemo_tiny.py` builds a tiny FastConformer transducer with the same streaming architecture and random
+`app/bench/nemo_random.py` builds a tiny FastConformer transducer with the same streaming architecture and random
 weights. Its text is meaningless; these tests prove the plumbing, not accuracy: the engine's incremental
 features equal the whole-utterance features, it makes as many encoder steps as the audio and padding call for,
 the encoder cache is carried between steps, and its tokens are exactly those of NeMo's own cache-aware
@@ -18,23 +18,23 @@ import pytest
 pytest.importorskip("nemo.collections.asr", reason="needs the `nemo` extra: pip install -e '.[nemo]'")
 import torch  # noqa: E402  (installed with nemo)
 
+from app.bench.nemo_random import build_random_nemo  # noqa: E402
 from engines.asr_nemo import NemoStreamingRecognizer  # noqa: E402
 from engines.audio_io import read_audio  # noqa: E402
 from engines.store import ModelError  # noqa: E402
 from tests.conftest import ROOT, SPEECH  # noqa: E402
-from tests.nemo_tiny import build_tiny_nemo  # noqa: E402
 
 CHUNK = 2560  # 160 ms at 16 kHz
 
 
 @pytest.fixture(scope="module")
 def tiny_rnnt(tmp_path_factory):
-    return build_tiny_nemo(tmp_path_factory.mktemp("nemo_rnnt"))
+    return build_random_nemo(tmp_path_factory.mktemp("nemo_rnnt"))
 
 
 @pytest.fixture(scope="module")
 def tiny_hybrid(tmp_path_factory):
-    return build_tiny_nemo(tmp_path_factory.mktemp("nemo_hybrid"), hybrid=True)
+    return build_random_nemo(tmp_path_factory.mktemp("nemo_hybrid"), hybrid=True)
 
 
 @pytest.fixture(scope="module")

@@ -131,6 +131,8 @@ def test_every_bench_subcommand_module_has_the_entry_points():
     (("bench", "answers", "--prompt", "/nonexistent-dir/prompt.txt"), "cannot read the prompt"),
     (("bench", "remote", "--rtt-ms", "20,fast"), "--rtt-ms"),
     (("bench", "remote", "--sessions", "0"), "--sessions"),
+    (("bench", "gpu", "--device", "cuda"), "cadence doctor --compute cuda"),
+    (("bench", "gpu", "--dry-run", "--gguf", "q=/nonexistent-dir/q.gguf"), "no such file"),
 ])
 def test_bad_options_fail_with_one_line_before_loading_models(args, needle):
     proc = run_cli(*args, timeout=60)

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.bench import PROMPTS, WARMUP_PROMPT, Log, figures_table, machine_line
@@ -112,12 +113,12 @@ class RealtimePlayer:
 
 
 def play_reply(scheduler, llm, tts, playback, player: RealtimePlayer, system: str, prompt: str,
-               turn: int) -> dict:
+               turn: int, reply_tokens: int = REPLY_TOKENS) -> dict:
     """One reply through the scheduler, played at real-time pace; its figures."""
     from app.conversation.reply import Reply
     from engines.protocols import Message
 
-    generation = llm.start([Message("system", system), Message("user", prompt)], REPLY_TOKENS)
+    generation = llm.start([Message("system", system), Message("user", prompt)], reply_tokens)
     errors: list[BaseException] = []
     reply = Reply(scheduler, turn, lambda: generation, tts, playback, on_segment=lambda *_: None,
                   on_finished=lambda _summary: None, on_error=errors.append)
@@ -154,7 +155,9 @@ def warm_up(llm, tts, system: str) -> None:
     list(tts.synthesize("Hello there, I can hear you."))
 
 
-def run_mode(mode: str, cfg: Config, llm, tts, prompts: list[str], log: Log) -> dict:
+def run_mode(mode: str, cfg: Config, llm, tts, prompts: list[str], log: Log, reply_tokens: int = REPLY_TOKENS,
+             device_barrier: Callable[[], None] | None = None) -> dict:
+    """The prompts' replies in `mode`; `device_barrier`: the engines' synchronize, when they run on a GPU."""
     from app.audio.playback import PlaybackBuffer
     from app.config import runtime_settings
     from scheduler import Scheduler
@@ -162,13 +165,13 @@ def run_mode(mode: str, cfg: Config, llm, tts, prompts: list[str], log: Log) -> 
     settings = runtime_settings(cfg)
     system = settings.system_prompt
     warm_up(llm, tts, system)
-    scheduler = Scheduler(dataclasses.replace(settings.scheduler, mode=mode))
+    scheduler = Scheduler(dataclasses.replace(settings.scheduler, mode=mode), device_barrier=device_barrier)
     playback = PlaybackBuffer(RATE)
     player = RealtimePlayer(playback).start()
     replies = []
     try:
         for turn, prompt in enumerate(prompts, 1):
-            replies.append(play_reply(scheduler, llm, tts, playback, player, system, prompt, turn))
+            replies.append(play_reply(scheduler, llm, tts, playback, player, system, prompt, turn, reply_tokens))
             r = replies[-1]
             log(f"{mode} {turn}/{len(prompts)}: first audio {r['first_audio_ms']:.0f} ms, "
                 f"underruns {r['underruns']}" if r["first_audio_ms"] is not None else f"{mode}: no audio")

@@ -33,6 +33,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "remote": ("app.bench.remote", "the same spoken questions with the LLM in-process, through llama.cpp's "
                                    "OpenAI-compatible server (also with added round trips), and from several "
                                    "sessions at once against one server: V2V and ratios"),
+    "gpu": ("app.bench.gpu", "the GPU profile's check: LLM first token and ms/token with all layers on the GPU, "
+                             "torch Kokoro per segment, LLM+TTS at once vs interleaved, the scheduler's modes, NeMo "
+                             "streaming steps at the 0.6B shape (--dry-run: tiny sizes on the CPU)"),
     "echo": ("app.bench.echo", "the echo canceller on the agent's voice with real people talking over it: echo "
                                "reduction, near-end level in double talk, delay estimate, WER with and without"),
 }

@@ -1,11 +1,23 @@
-"""Builds a tiny cache-aware streaming FastConformer transducer (RNNT, or hybrid RNNT+CTC) with random weights and
-saves it as a `.nemo`, entirely offline: the SentencePiece tokenizer is trained on a few sentences at build
-time. The architecture mirrors NeMo's cache-aware streaming configs (8x causal depthwise-striding subsampling,
-chunked-limited attention with several lookaheads, causal convolutions, no feature normalisation), only
-smaller. The weights are random, so the text it produces is meaningless: it exercises plumbing only."""
+"""Builds a cache-aware streaming FastConformer transducer (RNNT, or hybrid RNNT+CTC) with random weights and saves
+it as a `.nemo`, entirely offline: the SentencePiece tokenizer is trained on a few sentences at build time. The
+architecture mirrors NeMo's cache-aware streaming configs (8x causal depthwise-striding subsampling, chunked-limited
+attention with several lookaheads, causal convolutions, no feature normalisation). Two shapes: `tiny` (the tests'
+plumbing model) and `nemotron-0.6b` (Nemotron Speech Streaming 0.6B's: 24 layers, d_model 1024, 8 heads, 128 mels,
+a 2x640 LSTM prediction network; only the vocabulary is smaller, 48 pieces instead of 1024, ~0.6 M of ~600 M
+parameters), for measuring step latency and memory (`cadence bench gpu`). The weights are random, so the text it
+produces is meaningless."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {"d_model": 64, "n_layers": 2, "n_heads": 4, "features": 80, "sub_channels": 32, "ff": 2, "pred": 64,
+             "pred_layers": 1, "joint": 64},
+    "nemotron-0.6b": {"d_model": 1024, "n_layers": 24, "n_heads": 8, "features": 128, "sub_channels": 256, "ff": 4,
+                      "pred": 640, "pred_layers": 2, "joint": 640},
+}
 
 CORPUS = [
     "and so my fellow americans ask not what your country can do for you",
@@ -33,15 +45,17 @@ def train_tokenizer(out_dir: Path, vocab_size: int = 48) -> Path:
     return out_dir
 
 
-def tiny_config(tokenizer_dir: Path, *, hybrid: bool = False, d_model: int = 64, n_layers: int = 2):
+def model_config(tokenizer_dir: Path, *, hybrid: bool = False, shape: str = "tiny"):
     from omegaconf import OmegaConf
 
+    s = SHAPES[shape]
+    d_model = s["d_model"]
     enc = {
         "_target_": "nemo.collections.asr.modules.ConformerEncoder",
-        "feat_in": 80, "feat_out": -1, "n_layers": n_layers, "d_model": d_model,
-        "subsampling": "dw_striding", "subsampling_factor": 8, "subsampling_conv_channels": 32,
-        "causal_downsampling": True, "ff_expansion_factor": 2,
-        "self_attention_model": "rel_pos", "n_heads": 4, "att_context_size": LOOKAHEADS,
+        "feat_in": s["features"], "feat_out": -1, "n_layers": s["n_layers"], "d_model": d_model,
+        "subsampling": "dw_striding", "subsampling_factor": 8, "subsampling_conv_channels": s["sub_channels"],
+        "causal_downsampling": True, "ff_expansion_factor": s["ff"],
+        "self_attention_model": "rel_pos", "n_heads": s["n_heads"], "att_context_size": LOOKAHEADS,
         "att_context_style": "chunked_limited", "xscaling": True, "untie_biases": True, "pos_emb_max_len": 5000,
         "conv_kernel_size": 9, "conv_norm_type": "layer_norm", "conv_context_size": "causal",
         "dropout": 0.0, "dropout_pre_encoder": 0.0, "dropout_emb": 0.0, "dropout_att": 0.0,
@@ -49,23 +63,23 @@ def tiny_config(tokenizer_dir: Path, *, hybrid: bool = False, d_model: int = 64,
     cfg = {
         "sample_rate": 16000,
         "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},
-        "model_defaults": {"enc_hidden": d_model, "pred_hidden": 64},
+        "model_defaults": {"enc_hidden": d_model, "pred_hidden": s["pred"]},
         "preprocessor": {
             "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
             "sample_rate": 16000, "normalize": "NA", "window_size": 0.025, "window_stride": 0.01,
-            "window": "hann", "features": 80, "n_fft": 512, "log": True, "frame_splicing": 1,
+            "window": "hann", "features": s["features"], "n_fft": 512, "log": True, "frame_splicing": 1,
             "dither": 1e-5, "pad_to": 0, "pad_value": 0.0,
         },
         "encoder": enc,
         "decoder": {
             "_target_": "nemo.collections.asr.modules.RNNTDecoder", "normalization_mode": None,
             "random_state_sampling": False, "blank_as_pad": True,
-            "prednet": {"pred_hidden": 64, "pred_rnn_layers": 1, "t_max": None, "dropout": 0.0},
+            "prednet": {"pred_hidden": s["pred"], "pred_rnn_layers": s["pred_layers"], "t_max": None, "dropout": 0.0},
         },
         "joint": {
             "_target_": "nemo.collections.asr.modules.RNNTJoint", "log_softmax": None, "preserve_memory": False,
             "fuse_loss_wer": False, "fused_batch_size": -1,
-            "jointnet": {"joint_hidden": 64, "activation": "relu", "dropout": 0.0},
+            "jointnet": {"joint_hidden": s["joint"], "activation": "relu", "dropout": 0.0},
         },
         "decoding": {"strategy": "greedy_batch", "greedy": {"max_symbols": 5}},
         "loss": {"loss_name": "default"},
@@ -81,23 +95,24 @@ def tiny_config(tokenizer_dir: Path, *, hybrid: bool = False, d_model: int = 64,
     return OmegaConf.create(cfg)
 
 
-def build_tiny_nemo(out_dir: str | Path, *, hybrid: bool = False, seed: int = 0) -> Path:
-    """Build, randomly initialise and save the tiny model; returns the `.nemo` path."""
+def build_random_nemo(out_dir: str | Path, *, hybrid: bool = False, seed: int = 0, shape: str = "tiny") -> Path:
+    """Build, randomly initialise and save a model of `shape`; returns the `.nemo` path."""
     import torch
     from nemo.collections.asr.models import EncDecHybridRNNTCTCBPEModel, EncDecRNNTBPEModel
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(nemo_logging.ERROR)
+    logging.getLogger("nv_one_logger").setLevel(logging.ERROR)  # telemetry notices on every model built
     out = Path(out_dir)
     torch.manual_seed(seed)
-    cfg = tiny_config(train_tokenizer(out / "tokenizer"), hybrid=hybrid)
+    cfg = model_config(train_tokenizer(out / "tokenizer"), hybrid=hybrid, shape=shape)
     cls = EncDecHybridRNNTCTCBPEModel if hybrid else EncDecRNNTBPEModel
-    model = cls(cfg=cfg)
+    model: Any = cls(cfg=cfg)  # NeMo's modules are built from the config: their attributes are dynamic
     with torch.no_grad():  # random weights emit a token on almost every frame: spread the joint's logits and
         last = model.joint.joint_net[-1]  # favour blank (the last class) so a few tokens per second come out
         last.weight.mul_(4.0)
         last.bias[-1] = 2.5
-    path = out / ("tiny_hybrid.nemo" if hybrid else "tiny_rnnt.nemo")
+    path = out / f"{shape}_{'hybrid' if hybrid else 'rnnt'}.nemo"
     model.save_to(str(path))
     return path
 
@@ -106,4 +121,5 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
-    print(build_tiny_nemo(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(), hybrid="--hybrid" in sys.argv))
+    print(build_random_nemo(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(), hybrid="--hybrid" in sys.argv,
+                            shape="nemotron-0.6b" if "--nemotron" in sys.argv else "tiny"))
