@@ -118,7 +118,9 @@ def plan(cfg: Config, machine: Machine) -> Plan:
                                 "): install a CUDA build of torch (pip install torch from PyPI on Linux x86-64)")
             places.append(Place(engine, "cpu", f"{what} on the CPU"))
         else:
-            places.append(Place(engine, "cpu", "a CPU engine (onnxruntime / CTranslate2 CPU builds)"))
+            hint = {"tts": "; models.tts = kokoro-82m-pth voices on the GPU",
+                    "asr": "; a NeMo streaming model (models.asr_path) listens on the GPU"}[engine] if torch_gpu else ""
+            places.append(Place(engine, "cpu", f"a CPU engine (onnxruntime / CTranslate2 CPU builds){hint}"))
     return Plan(tuple(places), layers, tuple(problems))
 
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 KINDS = ("vad", "turn", "asr", "llm", "tts", "voice")
-SOURCE_TYPES = ("package", "sdist", "hub")
+SOURCE_TYPES = ("package", "sdist", "hub", "converted")
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 
 
@@ -37,7 +37,9 @@ class Source:
     packages: tuple[str, ...] = ()
     pip_args: tuple[str, ...] = ()
     repo: str = ""  # hub repository id, for models a user with internet downloads
-    file: str = ""  # file name in the hub repository
+    file: str = ""  # file name in the hub repository, or of a converted model in the cache
+    from_model: str = ""  # converted: the catalog model it is built from
+    converter: str = ""  # converted: "module:function(source_path, out_path)" that builds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,9 @@ class ModelEntry:
 
     @property
     def pinned(self) -> bool:
-        """Pinned models have known hashes; hub models are checked against the hash recorded at install."""
-        return self.source.type != "hub"
+        """Pinned models have known hashes; hub and converted models are checked against the hash recorded when
+        they were downloaded or built (their sha256 stamp)."""
+        return self.source.type not in ("hub", "converted")
 
 
 def _entry(raw: dict) -> ModelEntry:
@@ -71,6 +74,8 @@ def _entry(raw: dict) -> ModelEntry:
             pip_args=tuple(src.get("pip_args", ())),
             repo=src.get("repo", ""),
             file=src.get("file", ""),
+            from_model=src.get("from_model", ""),
+            converter=src.get("converter", ""),
         )
         files = tuple(
             ModelFile(
@@ -102,7 +107,9 @@ def _entry(raw: dict) -> ModelEntry:
         raise CatalogError(f"{entry.id}: unknown source type {source.type!r}")
     if source.type == "hub" and not (source.repo and source.file):
         raise CatalogError(f"{entry.id}: a hub model needs repo and file")
-    if source.type != "hub" and not files:
+    if source.type == "converted" and not (source.file and source.from_model and ":" in source.converter):
+        raise CatalogError(f"{entry.id}: a converted model needs file, from_model and converter (module:function)")
+    if source.type not in ("hub", "converted") and not files:
         raise CatalogError(f"{entry.id}: a pinned model needs files with sha256")
     for f in files:
         if len(f.sha256) != 64:

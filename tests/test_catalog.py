@@ -29,8 +29,11 @@ def test_config_defaults_name_catalog_models_of_the_right_kind():
 
 def test_hub_models_name_a_repo_and_file_and_are_not_defaults():
     hub = [e for e in CATALOG.values() if e.source.type == "hub"]
-    assert {e.kind for e in hub} >= {"asr", "llm", "tts"}  # the big GPU models a user with internet gets
+    assert {e.kind for e in hub} >= {"asr", "llm"}  # the big GPU models a user with internet gets
     assert all(e.source.repo.count("/") == 1 and e.source.file and not e.default for e in hub)
+    converted = [e for e in CATALOG.values() if e.source.type == "converted"]
+    assert [e.id for e in converted] == ["kokoro-82m-pth"]  # the GPU voice, built offline from the int8 ONNX
+    assert all(e.source.from_model in CATALOG and not e.default and not e.pinned for e in converted)
 
 
 @pytest.mark.parametrize("entry", [e for e in CATALOG.values() if e.source.type == "package" and e.default],

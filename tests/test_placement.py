@@ -24,6 +24,10 @@ def test_auto_on_a_gpu_machine_offloads_the_llm_and_keeps_vad_and_smart_turn_on_
     p = plan(from_dict({"models": {"tts": "kokoro-82m-pth"}}), GPU_BOX)
     assert p.where("llm") == "cuda" and p.llm_gpu_layers == -1 and p.where("tts") == "cuda"
     assert p.where("vad") == "cpu" and p.where("turn") == "cpu" and p.where("asr") == "cpu"  # whisper: ONNX
+    onnx_voice = plan(from_dict({}), GPU_BOX)  # the default int8 ONNX voice stays on the CPU; the plan says how
+    assert onnx_voice.where("tts") == "cpu" and "kokoro-82m-pth" in next(x.why for x in onnx_voice.places
+                                                                         if x.engine == "tts")
+    assert "kokoro-82m-pth" not in next(x.why for x in plan(from_dict({}), CPU_BOX).places if x.engine == "tts")
 
 
 @pytest.mark.parametrize("cfg, machine, expected", [

@@ -85,3 +85,74 @@ def test_ensure_rehashes_unstamped_files_and_returns_all_of_them():
     files = store.ensure(model_id)
     assert set(files.paths) == {"en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"}
     assert store.status(get(model_id)) == store.Status.VERIFIED
+
+
+# ---- converted models: built from another catalog model, stamped with the sha256 they had when built -------------
+
+def _converter_copy(source, out) -> None:
+    """A stand-in converter: the source's bytes with a header (the real one, engines/kokoro_convert.py, is tested
+    in tests/test_kokoro_convert.py)."""
+    with open(source, "rb") as src, open(out, "wb") as dst:
+        dst.write(b"converted:" + src.read())
+
+
+def _converter_refuses(source, out) -> None:
+    with open(out, "wb") as dst:
+        dst.write(b"half")
+    raise ValueError("tensor bert.embeddings has no counterpart")
+
+
+def _converted(monkeypatch, converter: str):
+    from engines.catalog import ModelEntry, Source
+
+    entry = ModelEntry(id="test-converted", kind="tts", engine="kokoro_torch", name="test", licence="-",
+                       default=False, source=Source(type="converted", file="out.bin", from_model="piper-joe-medium",
+                                                    converter=converter))
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda model_id: entry if model_id == entry.id else real_get(model_id))
+    return entry
+
+
+def test_a_converted_model_is_built_once_stamped_and_checked(empty_model_cache, monkeypatch):
+    entry = _converted(monkeypatch, "tests.test_store:_converter_copy")
+    assert not entry.pinned and store.status(entry) == store.Status.MISSING
+    with pytest.raises(store.ModelMissing, match="cadence models install test-converted"):
+        store.ensure(entry.id)
+    assert store.install(entry.id) == ["built from piper-joe-medium"]
+    path = store.ensure(entry.id).file()
+    assert path.read_bytes().startswith(b"converted:") and store.status(entry) == store.Status.VERIFIED
+    stamp = store._read_stamps(entry)["out.bin"]
+    assert stamp["sha256"] == store.sha256_file(path)
+    assert store.install(entry.id) == []  # nothing to do the second time
+    with open(path, "r+b") as fh:  # the built file changed afterwards: never handed out
+        fh.seek(3)
+        fh.write(b"X")
+    with pytest.raises(store.ModelCorrupt, match="sha256"):
+        store.ensure(entry.id)
+    assert store.install(entry.id, force=True) == ["built from piper-joe-medium"]
+    assert store.ensure(entry.id).file().read_bytes().startswith(b"converted:")
+
+
+def test_a_converter_that_refuses_leaves_nothing_and_says_why(empty_model_cache, monkeypatch):
+    entry = _converted(monkeypatch, "tests.test_store:_converter_refuses")
+    with pytest.raises(store.ModelCorrupt) as err:
+        store.install(entry.id)
+    assert "bert.embeddings" in str(err.value) and "piper-joe-medium" in str(err.value)
+    assert not store.hub_path(entry).exists()
+
+
+def test_a_converter_whose_library_is_missing_names_the_extra(empty_model_cache, monkeypatch):
+    entry = _converted(monkeypatch, "no_such_module_here:convert")
+    with pytest.raises(store.ModelMissing) as err:
+        store.install(entry.id)
+    assert "no_such_module_here" in str(err.value) and "kokoro" in str(err.value)
+
+
+def test_the_catalog_refuses_a_converted_model_without_its_converter():
+    from engines.catalog import CatalogError, _entry
+
+    raw = {"id": "x", "kind": "tts", "engine": "kokoro_torch", "name": "x", "licence": "-",
+           "source": {"type": "converted", "file": "x.pth", "from_model": "kokoro-82m-int8"}}
+    with pytest.raises(CatalogError, match="converter"):
+        _entry(raw)
+    assert get("kokoro-82m-pth").source.from_model == "kokoro-82m-int8"

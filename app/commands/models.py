@@ -38,6 +38,8 @@ def _source(entry) -> str:
     src = entry.source
     if src.type == "hub":
         return f"hub {src.repo} (not embedded)"
+    if src.type == "converted":
+        return f"built from {src.from_model}"
     return f"{src.type}: " + (src.packages[0] + (f" +{len(src.packages) - 1}" if len(src.packages) > 1 else ""))
 
 
