@@ -18,10 +18,11 @@ from app.commands import doctor as doctor_cmd
 from app.commands import headless as headless_cmd
 from app.commands import models as models_cmd
 from app.commands import say as say_cmd
+from app.commands import serve as serve_cmd
 from app.commands import transcribe as transcribe_cmd
 from app.errors import EXIT_USER, UserError
 
-COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd, bench_cmd, doctor_cmd]
+COMMANDS = [models_cmd, config_cmd, say_cmd, transcribe_cmd, headless_cmd, serve_cmd, bench_cmd, doctor_cmd]
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMAT = "cadence: %(levelname)s %(name)s: %(message)s"
 

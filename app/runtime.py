@@ -21,6 +21,7 @@ from app.metrics.turns import TurnCollector, TurnRecord
 from engines.engine_set import Engines
 from scheduler import Scheduler, Span, configure_thread_pools
 
+TURN_RANGE = 1 << 20  # turn ids one conversation may use (a shared scheduler's conversations get disjoint ranges)
 RATE = 16000  # the session's rate: microphone blocks, playback, every input-side engine
 OpenDevice = Callable[[PlaybackBuffer], DuplexDevice]  # resolves (and may refuse) the devices; starts nothing
 Wrap = Callable[[DuplexDevice], DuplexDevice]
@@ -39,6 +40,7 @@ class Conversation:
     collector: TurnCollector
     canceller: EchoCancellingDevice | None = None  # the echo canceller between the device and the session
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+    owns_scheduler: bool = True  # False when several conversations share one (cadence serve)
 
     def start(self) -> None:
         """Warm the LLM's cache, start the session thread and open the audio. On a DeviceError call `stop()`."""
@@ -46,7 +48,10 @@ class Conversation:
 
     def stop(self) -> None:
         self.session.stop()
-        self.scheduler.close()
+        if self.owns_scheduler:
+            self.scheduler.close()
+        else:  # a shared scheduler lives on: drop this conversation's work
+            self.scheduler.cancel_turn(self.session.state.turn_id, wait=False)
         for unsubscribe in self.unsubscribe:
             unsubscribe()
         self.unsubscribe.clear()
@@ -59,12 +64,15 @@ class Conversation:
 def build_conversation(cfg: Config, engines: Engines, open_device: OpenDevice, *, cancel_echo: bool = True,
                        wrap: Wrap | None = None, history: History | None = None,
                        observers: Sequence[Observer] = (), on_span: Callable[[Span], None] | None = None,
-                       on_record: Callable[[TurnRecord], None] | None = None) -> Conversation:
+                       on_record: Callable[[TurnRecord], None] | None = None, scheduler: Scheduler | None = None,
+                       first_turn: int = 0) -> Conversation:
     """Wire a conversation with `engines` on the device `open_device` returns. `cancel_echo`: put the echo
     canceller the audio settings ask for between the device and the session (a device with no loudspeaker, as a
     headless run without a simulated echo, has nothing to cancel). `history`: go on with an earlier
     conversation (its system prompt is replaced by the config's). Observers see every event, action and phase;
-    `on_span` every span; `on_record` every turn's figures."""
+    `on_span` every span; `on_record` every turn's figures. `scheduler`: share one (several conversations on one
+    machine, `cadence serve`) instead of making this conversation's own; then give each conversation its own range
+    of turn ids (`first_turn`), since the scheduler cancels and groups work by turn."""
     settings = runtime_settings(cfg)
     playback = PlaybackBuffer(RATE)
     opened = open_device(playback)
@@ -72,22 +80,27 @@ def build_conversation(cfg: Config, engines: Engines, open_device: OpenDevice, *
     canceller = device if isinstance(device, EchoCancellingDevice) else None
     if wrap is not None:
         device = wrap(device)
-    configure_thread_pools(cfg.scheduler.device_threads)
-    scheduler = Scheduler(settings.scheduler, device_barrier=engines.device_barrier())
+    owns = scheduler is None
+    if scheduler is None:
+        configure_thread_pools(cfg.scheduler.device_threads)
+        scheduler = Scheduler(settings.scheduler, device_barrier=engines.device_barrier())
     try:
-        session = Session(engines, device, scheduler, settings.system_prompt, settings.session, playback=playback)
+        session = Session(engines, device, scheduler, settings.system_prompt, settings.session, playback=playback,
+                          first_turn=first_turn)
         if history is not None:
             session.history = history.with_system(settings.system_prompt)
-        collector = TurnCollector(scheduler)
+        collector = TurnCollector(scheduler, turns=range(first_turn, first_turn + TURN_RANGE))
         if on_record is not None:
             collector.listeners.append(on_record)
         for observer in observers:
             session.subscribe(observer)
         session.subscribe(collector)
-        conversation = Conversation(session, scheduler, playback, opened, device, collector, canceller)
+        conversation = Conversation(session, scheduler, playback, opened, device, collector, canceller,
+                                    owns_scheduler=owns)
         if on_span is not None:
             conversation.unsubscribe.append(scheduler.spans.subscribe(on_span))
     except BaseException:
-        scheduler.close()
+        if owns:
+            scheduler.close()
         raise
     return conversation

@@ -22,8 +22,10 @@ decode no slower in total (10 minutes of speech: about 85 decodes, 17-20 s on 2 
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -50,6 +52,12 @@ class SegmentedRecognizer:
     def _recognise(self, window: np.ndarray) -> str:
         """Text of one level-normalised window (at most `max_segment_s`); may use `self._committed`."""
         raise NotImplementedError
+
+    def fork(self) -> Self:
+        """A twin for another conversation: the same model, its own utterance."""
+        twin = copy.copy(self)
+        twin.start()
+        return twin
 
     # ---- Recognizer protocol ---------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engines.protocols import (
+    Closable,
     DeviceSynchronized,
+    Forkable,
     Generator,
     Recognizer,
     RemoteModel,
@@ -23,6 +25,11 @@ from engines.protocols import (
 )
 
 ROLES = ("vad", "turn", "asr", "llm", "tts")
+STATEFUL = ("vad", "asr", "llm")  # hold one conversation's state: another conversation needs a fork
+
+
+class NotForkable(RuntimeError):
+    """An engine holding a conversation's state cannot serve a second conversation at the same time."""
 REQUIRED: dict[str, type] = {"vad": Vad, "turn": TurnDetector, "asr": Recognizer, "llm": Generator,
                              "tts": Synthesizer}
 
@@ -64,6 +71,30 @@ class Engines:
                                    voices=isinstance(self.tts, VoiceChoice),
                                    remote_llm=isinstance(self.llm, RemoteModel),
                                    device_sync=bool(self.asynchronous))
+
+    def fork(self) -> Engines:
+        """The engines of another conversation at the same time, on the same weights: each stateful engine forked
+        (NotForkable when one cannot be), the voice forked when it can be (its own voice choice), the rest shared."""
+        twins = {}
+        for role in ROLES:
+            engine = getattr(self, role)
+            if isinstance(engine, Forkable):
+                twins[role] = engine.fork()
+            elif role in STATEFUL:
+                Engines.close_forks(twins, self)
+                raise NotForkable(f"the {role} engine ({self.names.get(role, type(engine).__name__)}) serves one "
+                                  "conversation at a time")
+            else:
+                twins[role] = engine
+        return Engines(**twins, names=dict(self.names))
+
+    @staticmethod
+    def close_forks(forked: Engines | dict[str, object], of: Engines) -> None:
+        """Free what `of.fork()` made for `forked` (an LLM fork's context); the shared engines stay."""
+        for role in ROLES:
+            engine = forked.get(role) if isinstance(forked, dict) else getattr(forked, role)
+            if engine is not None and engine is not getattr(of, role) and isinstance(engine, Closable):
+                engine.close()
 
     def device_barrier(self) -> Callable[[], None] | None:
         """What the scheduler calls at the end of each device-lane unit: wait for every asynchronous engine's

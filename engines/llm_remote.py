@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from engines.chat_template import ChatTemplate
@@ -232,6 +232,10 @@ class RemoteGenerator:
 
     def start(self, messages: Sequence[Message], max_tokens: int = 256) -> RemoteGeneration:
         return RemoteGeneration(self, messages, max_tokens)
+
+    def fork(self) -> Self:
+        """Another conversation on the same server: each generation is its own request, so the client is shared."""
+        return self
 
     def close(self) -> None:
         self.client.close()

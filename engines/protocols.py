@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -173,6 +173,15 @@ class DeviceSynchronized(Protocol):
     asynchronous: bool
 
     def synchronize(self) -> None: ...
+
+
+@runtime_checkable
+class Forkable(Protocol):
+    """An engine that can serve another conversation at the same time: `fork()` returns a twin that shares the
+    weights (loaded once) but none of the conversation's state (a VAD's recurrent state, a recognizer's utterance,
+    an LLM's context and cache, the chosen voice). Close a fork before the engine it came from."""
+
+    def fork(self) -> Self: ...
 
 
 @runtime_checkable

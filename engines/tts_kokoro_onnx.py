@@ -9,8 +9,10 @@ a sentence is one batch) and each batch yields one chunk, with the model's ~0.3 
 and a short pause kept after sentence and clause ends."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -109,6 +111,10 @@ class KokoroOnnxSynthesizer:
 
         voices_dir = ensure(voices_id).directory
         return cls(ensure(model_id).file(), voices_dir, voice=voice, speed=speed, threads=threads, name=model_id)
+
+    def fork(self) -> Self:
+        """A twin for another conversation: the same model and voice files, its own voice choice."""
+        return copy.copy(self)
 
     def voices(self) -> list[str]:
         """Every selectable voice name, sorted."""

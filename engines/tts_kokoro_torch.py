@@ -10,13 +10,14 @@ GitHub when missing; with `g2p="auto"` it is used only when installed, otherwise
 espeak-ng fallback (offline, the same phoneme set, somewhat less accurate)."""
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import importlib.util
 import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from engines.protocols import AudioChunk
 from engines.tts_kokoro_onnx import (
@@ -114,6 +115,10 @@ class KokoroTorchSynthesizer:
 
         weights = Path(model_path) if model_path else ensure(model_id).file()
         return cls(weights, ensure(voices_id).directory, voice=voice, speed=speed, device=device, name=model_id)
+
+    def fork(self) -> Self:
+        """A twin for another conversation: the same model and voice files, its own voice choice."""
+        return copy.copy(self)
 
     def voices(self) -> list[str]:
         return list(self._files)

@@ -4,6 +4,7 @@ The model is recurrent: each call feeds the frame with the last 64 samples of th
 (input [1, 576]) plus the state [2, 1, 128] the previous call returned. One call is one bounded step."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,12 @@ class SileroVad:
         from engines import store
 
         return cls(store.ensure(model_id).file(), **kw)
+
+    def fork(self) -> SileroVad:
+        """A twin for another conversation: the same ONNX session, its own recurrent state."""
+        twin = copy.copy(self)
+        twin.reset()
+        return twin
 
     def reset(self) -> None:
         """Forget the recurrent state and the context (start of a new stream)."""

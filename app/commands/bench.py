@@ -36,6 +36,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gpu": ("app.bench.gpu", "the GPU profile's check: LLM first token and ms/token with all layers on the GPU, "
                              "torch Kokoro per segment, LLM+TTS at once vs interleaved, the scheduler's modes, NeMo "
                              "streaming steps at the 0.6B shape (--dry-run: tiny sizes on the CPU)"),
+    "serve": ("app.bench.realtime", "Cadence behind its Realtime API server (cadence serve), measured from the "
+                                    "official openai SDK client: client-side V2V with 1, 2 and 4 clients at once"),
     "echo": ("app.bench.echo", "the echo canceller on the agent's voice with real people talking over it: echo "
                                "reduction, near-end level in double talk, delay estimate, WER with and without"),
 }

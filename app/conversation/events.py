@@ -136,8 +136,16 @@ class EngineFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyCancelled:
+    """Someone other than the user's voice stopped this turn's reply (a Realtime API client's response.cancel)."""
+
+    t: float
+    turn_id: int
+
+
 Event = (
     SpeechStarted | SpeechStopped | Tick | TurnVerdict | TranscriptPartial | TranscriptFinal
     | EndOfUtteranceScore | ReplyText | ReplyAudio | PlaybackProgress | PlaybackFinished
-    | ReplyFinished | EngineFailed
+    | ReplyFinished | EngineFailed | ReplyCancelled
 )

@@ -90,6 +90,14 @@ class History:
             return replace(self, messages=self.messages[:-1] + (merged,))
         return replace(self, messages=self.messages + (Message(role, text, interrupted),))
 
+    def revise_last_reply(self, text: str) -> History:
+        """The last assistant message cut to ``text`` (what the user heard, as a client reports it later); empty
+        text drops it. Unchanged when the last message is not the assistant's."""
+        if not self.messages or self.messages[-1].role != "assistant":
+            return self
+        kept = (Message("assistant", text.strip(), True),) if text.strip() else ()
+        return replace(self, messages=self.messages[:-1] + kept)
+
     def with_system(self, system: str) -> History:
         """The same conversation under another system prompt (settings changed mid-conversation)."""
         return replace(self, system=system)

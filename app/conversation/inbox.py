@@ -63,8 +63,23 @@ class FromReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviseReply:
+    """The last reply was heard only up to ``text`` (the model's own words), as a client reported afterwards."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SystemPrompt:
+    """The conversation goes on under new instructions (a Realtime client's session.update)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Ends the session thread."""
 
 
-SessionInput = Block | VadJudged | PauseText | Scored | FromReply | Stop | e.Event  # a reply's end comes in FromReply
+# a reply's end comes in FromReply
+SessionInput = Block | VadJudged | PauseText | Scored | FromReply | ReviseReply | SystemPrompt | Stop | e.Event

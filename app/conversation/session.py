@@ -25,7 +25,17 @@ from app.conversation import actions as a
 from app.conversation import events as e
 from app.conversation.engine_work import EngineWork, Feed, Speculation
 from app.conversation.history import History
-from app.conversation.inbox import FromReply, PauseText, ReplyEnded, Scored, SessionInput, Stop, VadJudged
+from app.conversation.inbox import (
+    FromReply,
+    PauseText,
+    ReplyEnded,
+    ReviseReply,
+    Scored,
+    SessionInput,
+    Stop,
+    SystemPrompt,
+    VadJudged,
+)
 from app.conversation.reply import Reply
 from app.conversation.settings import SessionSettings
 from app.conversation.speculation import Speculations
@@ -51,11 +61,13 @@ Observer = Callable[[Notification], None]
 
 class Session:
     def __init__(self, engines: Engines, device: DuplexDevice, scheduler: Scheduler, system_prompt: str,
-                 settings: SessionSettings = SessionSettings(), playback: PlaybackBuffer | None = None):
+                 settings: SessionSettings = SessionSettings(), playback: PlaybackBuffer | None = None,
+                 first_turn: int = 0):
+        """`first_turn`: turn ids start after it (conversations sharing one scheduler use disjoint ranges)."""
         self.engines, self.device, self.scheduler, self.settings = engines, device, scheduler, settings
         self.playback = playback or PlaybackBuffer(device.rate)
         self.mic = MicRing(device.rate)
-        self.state = ConversationState(settings=settings.turn)
+        self.state = ConversationState(settings=settings.turn, turn_id=first_turn)
         self.vad_state = VadState(settings.vad)
         self.history = History(system_prompt)
         self.work = EngineWork(engines, scheduler, self.post, self._messages, settings.max_reply_tokens,
@@ -134,6 +146,10 @@ class Session:
                             self._apply(score)
                     case FromReply():
                         self._from_reply(item)
+                    case ReviseReply(text=text):
+                        self.history = self.history.revise_last_reply(text)
+                    case SystemPrompt(text=text):
+                        self.history = self.history.with_system(text)
                     case _:  # an engine result: one of the core's events
                         self._apply(item)
             except Exception as exc:  # keep the session alive; drop the turn

@@ -361,6 +361,14 @@ def _on_engine_failed(s: ConversationState, ev: e.EngineFailed) -> Result:
     return _end_reply(s, actions)
 
 
+def _on_reply_cancelled(s: ConversationState, ev: e.ReplyCancelled) -> Result:
+    if s.phase not in (Phase.RESPONDING, Phase.SPEAKING):
+        return s, ()
+    heard, written = s.heard_both()
+    return _end_reply(s, (a.CancelReply(s.turn_id, "cancelled"), a.FlushPlayback(s.turn_id),
+                          _assistant(heard, written, interrupted=True), _log("reply_cancelled", played_s=s.played_s)))
+
+
 def step(state: ConversationState, event: e.Event) -> Result:
     """Apply one event. Events of another turn than ``state.turn_id`` are stale: no change."""
     match event:
@@ -388,6 +396,8 @@ def step(state: ConversationState, event: e.Event) -> Result:
             return _on_reply_finished(state, event)
         case e.EngineFailed():
             return _on_engine_failed(state, event)
+        case e.ReplyCancelled():
+            return _on_reply_cancelled(state, event)
         case e.TranscriptPartial() | e.ReplyText():  # text not yet final or not yet heard: for the UI only
             return state, ()
         case _:

@@ -80,8 +80,10 @@ class TurnCollector:
     """Observes a session; when a reply ends (finished or interrupted) it builds that turn's record from the
     spans and hands it to listeners (headless report, UI graphs). Keeps texts in memory only."""
 
-    def __init__(self, scheduler: Scheduler):
+    def __init__(self, scheduler: Scheduler, turns: range | None = None):
+        """`turns`: the turn ids of this session, when the scheduler's spans hold other sessions' too."""
         self.scheduler = scheduler
+        self.turns = turns
         self.records: list[TurnRecord] = []
         self.listeners: list[Callable[[TurnRecord], None]] = []
         self._transcripts: dict[int, str] = {}
@@ -102,7 +104,9 @@ class TurnCollector:
     def _close(self, turn: int, reply: str, interrupted: bool) -> None:
         spans = self.scheduler.spans.for_turn(turn)
         play = _first(spans, lambda s: s.stage == Stage.PLAYBACK)
-        speech = last_user_speech(self.scheduler.spans.snapshot(), play.started_at if play else None)
+        everything = self.scheduler.spans.snapshot()
+        mine = everything if self.turns is None else [s for s in everything if s.turn in self.turns]
+        speech = last_user_speech(mine, play.started_at if play else None)
         record = TurnRecord(turn, self._transcripts.pop(turn, ""), reply, interrupted,
                             stage_latencies(spans, speech))
         record.user_speech_end = speech.finished_at if speech else None
