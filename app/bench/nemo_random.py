@@ -19,13 +19,14 @@ SHAPES: dict[str, dict[str, Any]] = {
                       "pred": 640, "pred_layers": 2, "joint": 640},
 }
 
-CORPUS = [
-    "and so my fellow americans ask not what your country can do for you",
-    "ask what you can do for your country",
+CORPUS = [  # anything: the tokenizer of a random-weight model (kept apart from the speech fixtures' transcripts,
+    # whose words the privacy tests look for in the logs)
     "the quick brown fox jumps over the lazy dog",
-    "she had your dark suit in greasy wash water all year",
     "one two three four five six seven eight nine ten zero",
-    "please call stella ask her to bring these things with her from the store",
+    "a small model with random weights measures speed and memory only",
+    "streaming chunks arrive every eighty milliseconds from the encoder",
+    "zebra quartz vixen jolly gnome wakes up before breakfast",
+    "please keep every layer busy while the decoder waits for tokens",
 ]
 LOOKAHEADS = [[70, 13], [70, 6], [70, 1], [70, 0]]  # like Nemotron Speech: 1120 / 560 / 160 / 80 ms chunks
 

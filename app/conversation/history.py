@@ -91,12 +91,13 @@ class History:
         return replace(self, messages=self.messages + (Message(role, text, interrupted),))
 
     def revise_last_reply(self, text: str) -> History:
-        """The last assistant message cut to ``text`` (what the user heard, as a client reports it later); empty
-        text drops it. Unchanged when the last message is not the assistant's."""
-        if not self.messages or self.messages[-1].role != "assistant":
+        """The latest assistant message cut to ``text`` (what the user heard, as a client reports it later; the
+        user may have spoken since); empty text drops it."""
+        at = next((i for i in range(len(self.messages) - 1, -1, -1) if self.messages[i].role == "assistant"), None)
+        if at is None:
             return self
         kept = (Message("assistant", text.strip(), True),) if text.strip() else ()
-        return replace(self, messages=self.messages[:-1] + kept)
+        return replace(self, messages=self.messages[:at] + kept + self.messages[at + 1:])
 
     def with_system(self, system: str) -> History:
         """The same conversation under another system prompt (settings changed mid-conversation)."""

@@ -146,7 +146,8 @@ class RealtimeConnection:
         response = next((r for r in self._responses.values() if r.item_id == item_id), None)
         if response is None:
             raise p.ProtocolError(f"no assistant item {item_id!r} in this conversation", "item_not_found", "item_id")
-        if item_id != self._last_item:
+        ended = [r for r in self._responses.values() if r.status != "in_progress"]
+        if response.status != "in_progress" and response is not (ended[-1] if ended else None):
             raise p.ProtocolError("only the latest reply can be truncated", "item_not_latest", "item_id")
         if response.status == "in_progress":
             response.reason = "client_cancelled"

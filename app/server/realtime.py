@@ -26,7 +26,7 @@ from app.runtime import TURN_RANGE
 from app.server import protocol as p
 from app.server.connection import RealtimeConnection
 from engines.engine_set import Engines, NotForkable
-from scheduler import Scheduler, configure_thread_pools
+from scheduler import DEVICE_LANE, NO_TURN, Priority, Scheduler, WorkUnit, configure_thread_pools
 
 log = logging.getLogger("cadence.serve")
 PATHS = ("/v1/realtime", "/realtime")
@@ -120,8 +120,9 @@ class RealtimeServer:
         finally:
             outbox.put_nowait(None)
             await loop.run_in_executor(None, connection.close)
-            if engines is not self.engines:
-                Engines.close_forks(engines, self.engines)
+            if engines is not self.engines:  # on the device lane, after any unit still using them
+                self.scheduler.submit(WorkUnit(lambda _token: Engines.close_forks(engines, self.engines),
+                                               "close", NO_TURN, Priority.BACKGROUND, DEVICE_LANE))
             del self.active[number]
             await asyncio.gather(writer, return_exceptions=True)
             log.info("client %d left (%d active)", number, len(self.active))
