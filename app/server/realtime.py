@@ -65,6 +65,11 @@ class RealtimeServer:
             self.port = next(iter(server.sockets)).getsockname()[1]
             on_ready(self.port)
             await self._stop.wait()
+            server.close()  # every client's connection: their handlers free their conversations
+            for _ in range(200):  # up to 10 s
+                if not self.active:
+                    break
+                await asyncio.sleep(0.05)
 
     @staticmethod
     def _check_path(connection: ServerConnection, request: Request) -> Response | None:
