@@ -213,3 +213,55 @@ def test_refusals_are_clear_close_codes(server):
 def test_serve_refuses_another_machine_without_a_token():
     proc = run_cli("serve", "--host", "0.0.0.0", env={"CADENCE_SERVE_TOKEN": ""}, timeout=60)
     assert proc.returncode == 2 and "token" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports process `pid` listens on, from /proc (its socket inodes matched against the LISTEN rows)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as fh:
+            for row in fh.readlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_no_socket_listens_unless_serve_runs(tmp_path):
+    """A headless conversation (the app without `serve`) never listens; `cadence serve` does, on loopback (the
+    positive control that the check sees a listening socket)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, SPEECH
+
+    def watch(*args: str, stop_when_listening: bool = False) -> set[int]:
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        seen: set[int] = set()
+        try:
+            deadline = time.monotonic() + 240
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    seen |= listening_ports(proc.pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    break
+                if seen and stop_when_listening:
+                    break
+                time.sleep(0.1)
+        finally:
+            proc.kill()
+            proc.wait(10)
+        return seen
+    assert watch("headless", str(SPEECH / "en_LDC93S1.wav"), "--set", "llm.max_reply_tokens=16") == set()
+    assert watch("serve", "--port", "0", "--set", "models.llm=smollm2-135m", stop_when_listening=True)
