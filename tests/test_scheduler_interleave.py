@@ -354,3 +354,42 @@ def test_cancel_at_random_moments_always_finishes_exactly_once(mode):
             assert sched.wait_idle(5)
             for span in sched.spans.for_turn(turn):
                 assert span.started_at is None or span.started_at < returned_at
+
+
+@pytest.mark.parametrize("boost", [True, False])
+def test_a_stream_without_media_yet_goes_before_a_stream_already_playing(boost):
+    """Two replies on one lane (two clients of one server): with `first_media_priority`, the newcomer's first chunk
+    runs before the playing reply's next segment; without it, after (the control: the setup can tell)."""
+    order: list[str] = []
+    go = threading.Event()
+    a_calls = []
+
+    def a_produce(max_tokens, token):
+        a_calls.append(max_tokens)
+        if len(a_calls) == 2:  # A is playing; its next chunk holds the lane until B has queued
+            go.wait(5)
+        order.append("A.produce")
+        return ("One. " if len(a_calls) == 1 else "Two. Three. "), len(a_calls) >= 2
+
+    def a_render(segment, token):
+        order.append("A.render")
+        return 1.0
+
+    def b_produce(max_tokens, token):
+        order.append("B.produce")
+        return "Hi. ", True
+
+    first = Priority.TTS - 1 if boost else None
+    with Scheduler() as sched:
+        a = InterleavedStream(sched, 1, produce=a_produce, split=FakeReply.split, render=a_render,
+                              first_media_priority=first).start()
+        deadline = time.monotonic() + 5
+        while len(a_calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        b = InterleavedStream(sched, 2, produce=b_produce, split=FakeReply.split, render=lambda s, t: 1.0,
+                              first_media_priority=first).start()
+        time.sleep(0.05)  # B's first chunk is queued behind A's running one
+        go.set()
+        assert a.wait(5) is not None and b.wait(5) is not None
+    after = order[order.index("A.produce", 1) + 1:]  # what ran once A's second chunk was done
+    assert after[0] == ("B.produce" if boost else "A.render"), order
