@@ -131,11 +131,11 @@ def ask(client: RealtimeClient, audio16k: np.ndarray, speech_end_s: float, timeo
     index, done_at, done = client.listen("response.done", start, timeout)
     first = next(((t, e) for t, e in client.events[start:index] if e.type == "response.output_audio.delta"), None)
     transcripts = client.of_type("conversation.item.input_audio_transcription.completed", start)
+    replies = client.of_type("response.output_audio_transcript.done", start)
     return {"v2v_ms": (first[0] - spoken_end) * 1000 if first else None,
             "done_ms": (done_at - spoken_end) * 1000, "status": done.response.status,
             "heard": transcripts[-1].transcript if transcripts else "",
-            "reply": client.of_type("response.output_audio_transcript.done", start)[-1].transcript
-            if client.of_type("response.output_audio_transcript.done", start) else "",
+            "reply": replies[-1].transcript if replies else "",
             "server_metadata": dict(done.response.metadata or {}), "audio_s": len(client.audio(start, index)) / 24000}
 
 
