@@ -139,14 +139,15 @@ class RealtimeConnection:
         self.voice = chosen
 
     def _active(self, response_id: str | None) -> Response | None:
-        return next((r for r in self._responses.values() if r.status == "in_progress"
+        return next((r for r in list(self._responses.values()) if r.status == "in_progress"
                      and response_id in (None, r.id)), None)
 
     def _truncate(self, item_id: str, end_ms: int) -> None:
-        response = next((r for r in self._responses.values() if r.item_id == item_id), None)
+        responses = list(self._responses.values())  # a snapshot: the session thread adds to it
+        response = next((r for r in responses if r.item_id == item_id), None)
         if response is None:
             raise p.ProtocolError(f"no assistant item {item_id!r} in this conversation", "item_not_found", "item_id")
-        ended = [r for r in self._responses.values() if r.status != "in_progress"]
+        ended = [r for r in responses if r.status != "in_progress"]
         if response.status != "in_progress" and response is not (ended[-1] if ended else None):
             raise p.ProtocolError("only the latest reply can be truncated", "item_not_latest", "item_id")
         if response.status == "in_progress":
@@ -214,7 +215,8 @@ class RealtimeConnection:
         response = self._responses.get(record.turn)
         if response is None or response.status != "in_progress":
             return
-        response.status = "cancelled" if record.interrupted else "completed"
+        failed = response.reason.endswith("_failed")  # an engine failed mid-reply (the client got an error event)
+        response.status = "failed" if failed else "cancelled" if record.interrupted else "completed"
         transcript = record.reply
         self.send(self._delta("response.output_audio.done", response))
         self.send(self._delta("response.output_audio_transcript.done", response, transcript=transcript))
@@ -224,7 +226,8 @@ class RealtimeConnection:
         metadata = {f"cadence_{k}_ms": f"{v:.0f}" for k, v in record.stages_ms.items() if v is not None}
         if record.decision.get("reason"):
             metadata["cadence_turn_end"] = str(record.decision["reason"])
-        details = {"type": "cancelled", "reason": response.reason or "turn_detected"} if record.interrupted else None
+        details = {"type": response.status, "reason": response.reason or "turn_detected"} if record.interrupted \
+            else None
         self.send(self.events.make("response.done", response={
             "id": response.id, "object": "realtime.response", "status": response.status,
             "status_details": details, "output": [response.item(response.status if not record.interrupted
