@@ -69,8 +69,7 @@ class InterleavedStream:
                  render: RenderFn, lead: LeadFn | None = None,
                  produce_stage: str = "produce", render_stage: str = "render",
                  produce_priority: int = Priority.PRODUCE, render_priority: int = Priority.RENDER,
-                 first_media_priority: int | None = None, lane: str = DEVICE_LANE,
-                 produce_lane: str | None = None, label: str = "",
+                 lane: str = DEVICE_LANE, produce_lane: str | None = None, label: str = "",
                  meta: Mapping[str, Any] | None = None,
                  on_segment_rendered: Callable[[int, str, float], None] | None = None,
                  on_finished: Callable[[StreamSummary], None] | None = None,
@@ -84,8 +83,6 @@ class InterleavedStream:
         self._lead = lead
         self._stages = (produce_stage, render_stage)
         self._priorities = (int(produce_priority), int(render_priority))
-        # until its first media, a stream's units may run before other streams' (their first words come first)
-        self._first_priority = None if first_media_priority is None else int(first_media_priority)
         self._lane = lane
         self._produce_lane = produce_lane or lane  # a producer on another machine waits on a lane of its own
         self._label = label
@@ -210,11 +207,6 @@ class InterleavedStream:
         except Exception as exc:
             return 0.0, exc
 
-    def _priority(self, kind: int) -> int:
-        if self._first_priority is not None and self._first_media_at is None:
-            return min(self._priorities[kind], self._first_priority)
-        return self._priorities[kind]
-
     def _produce_unit(self, max_tokens: int) -> WorkUnit:
         step = self._produce_steps + 1
         meta = {**self._meta, "step": step, "max_tokens": max_tokens}
@@ -226,7 +218,7 @@ class InterleavedStream:
             text, finished = out[0], bool(out[1])
             return UnitResult((text, finished, max_tokens), {**extra, "chars": len(text), "finished": finished})
 
-        return WorkUnit(run, stage=self._stages[0], turn=self.turn, priority=self._priority(0),
+        return WorkUnit(run, stage=self._stages[0], turn=self.turn, priority=self._priorities[0],
                         lane=self._produce_lane, label=f"{self._label or self._stages[0]}#{step}", meta=meta)
 
     def _render_unit(self, index: int, segment: str) -> WorkUnit:
@@ -237,7 +229,7 @@ class InterleavedStream:
             media_s = float(out)
             return UnitResult((index, segment, media_s), {**extra, "media_s": media_s})
 
-        return WorkUnit(run, stage=self._stages[1], turn=self.turn, priority=self._priority(1),
+        return WorkUnit(run, stage=self._stages[1], turn=self.turn, priority=self._priorities[1],
                         lane=self._lane, label=f"{self._label or self._stages[1]}#{index}", meta=meta)
 
     # -- unit completions (lane threads) -------------------------------------------------------

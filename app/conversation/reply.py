@@ -18,9 +18,6 @@ from app.stages import Stage
 from engines.protocols import Generation, Synthesizer
 from scheduler import CancelToken, InterleavedStream, Priority, Scheduler, StreamSummary, UnitResult
 
-FIRST_WORDS = Priority.TTS - 1  # a reply's units until its first audio: before other replies' (the server's clients),
-# after every ASR and Smart Turn unit
-
 SILENCE = 10 ** (-60 / 20)  # below -60 dBFS the user hears nothing yet
 
 
@@ -41,7 +38,7 @@ class Reply:
         self.stream = InterleavedStream(
             scheduler, turn, produce=self._produce, split=self.text.split, render=self._render, lead=playback.lead_s,
             produce_stage=Stage.LLM, render_stage=Stage.TTS, produce_priority=Priority.LLM,
-            render_priority=Priority.TTS, first_media_priority=FIRST_WORDS, produce_lane=llm_lane,
+            render_priority=Priority.TTS, produce_lane=llm_lane,
             on_segment_rendered=on_segment, on_finished=on_finished, on_error=on_error, held=held, meta=meta)
 
     def start(self) -> Reply:
