@@ -249,7 +249,8 @@ class LlamaGenerator:
 
     def fork(self) -> LlamaGenerator:
         """Another conversation on the same weights: its own context, KV cache and generation (one context costs
-        its KV cache, ~120 MB for the 1.5B at 4096 tokens). Close forks before the generator they came from."""
+        its KV cache, ~120 MB for the 1.5B at 4096 tokens), starting with a copy of this one's cache. Close forks
+        before the generator they came from."""
         assert self._model is not None, "the generator is closed"
         twin = copy.copy(self)
         twin._parent, twin._ctx = self, new_context(self._model, *self._context_args)
@@ -257,6 +258,14 @@ class LlamaGenerator:
         twin._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         twin._rng, twin._pieces, twin._cache, twin._last, twin._owner = np.random.default_rng(), {}, [], None, None
         twin.decode_calls = twin.decoded_tokens = twin.shifted_tokens = 0
+        if self._cache and self._ctx is not None:  # start from this cache (a system prompt evaluated once serves all)
+            seq = llama_cpp.llama_seq_id(0)
+            size = llama_cpp.llama_state_seq_get_size(self._ctx, seq)
+            state = (ctypes.c_uint8 * size)()
+            if llama_cpp.llama_state_seq_get_data(self._ctx, state, size, seq) == size and \
+                    llama_cpp.llama_state_seq_set_data(twin._ctx, state, size, seq) == size:
+                twin._cache = list(self._cache)
+                twin._last = None if self._last is None else self._last.copy()
         return twin
 
     def close(self) -> None:

@@ -343,3 +343,24 @@ def test_truncated_gguf_is_rejected_clearly(tmp_path):
         LlamaGenerator(cut)
     assert "cut.gguf" in str(err.value) and "not within the file bounds" in str(err.value)
     print(f"\ntruncated GGUF: {err.value}")
+
+
+@pytest.mark.slow
+def test_a_fork_shares_the_weights_starts_from_a_copy_of_the_cache_and_runs_on_its_own(smol):
+    """`cadence serve` gives each client a fork: its own context, starting from the parent's cache (the system
+    prompt evaluated once), generating exactly what a cold run does, independent of the parent."""
+    prompt = ask("Name a colour.")
+    smol.reset()
+    smol.start(prompt, 1).prefill()
+    fork = smol.fork()
+    try:
+        assert fork.cached_tokens == smol.cached_tokens > 0
+        text_fork, _, gen_fork = run(fork, prompt, 16, chunk=4)
+        assert gen_fork.reused_tokens > 0  # the copied prompt was found in the cache, not evaluated again
+        smol.reset()  # the parent forgets: the fork is unaffected, and a cold run says the same
+        text_cold, _, _ = run(smol, prompt, 16)
+        assert text_fork == text_cold and text_fork.strip()
+        assert fork.cached_tokens > 0 and fork.decode_calls > 0
+    finally:
+        fork.close()
+    assert smol.start(prompt, 1) is not None  # the parent's weights live on after its fork was closed
