@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -48,6 +49,9 @@ class RealtimeServer:
         self._numbers = itertools.count(1)
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # the conversations' start and stop block: their own threads, alive until every client is freed (asyncio's
+        # default executor is shut down before the last handlers' cleanup when the loop ends)
+        self._executor = ThreadPoolExecutor(max_workers=2 * max_clients + 2, thread_name_prefix="serve")
 
     # ---- running -----------------------------------------------------------------------------------------
     def run(self, on_ready: Callable[[int], None] = lambda _port: None) -> None:
@@ -55,6 +59,7 @@ class RealtimeServer:
         try:
             asyncio.run(self._serve(on_ready))
         finally:
+            self._executor.shutdown(wait=True)
             self.scheduler.close()
 
     def stop(self) -> None:
@@ -115,7 +120,7 @@ class RealtimeServer:
         writer = asyncio.create_task(self._write(ws, outbox))
         log.info("client %d connected (%d active)", number, len(self.active))
         try:
-            await loop.run_in_executor(None, connection.start)
+            await loop.run_in_executor(self._executor, connection.start)
             async for message in ws:
                 try:
                     event = p.parse(message)
@@ -127,7 +132,7 @@ class RealtimeServer:
             pass
         finally:
             outbox.put_nowait(None)
-            await loop.run_in_executor(None, connection.close)
+            await loop.run_in_executor(self._executor, connection.close)
             if engines is not self.engines:  # on the device lane, after any unit still using them
                 self.scheduler.submit(WorkUnit(lambda _token: Engines.close_forks(engines, self.engines),
                                                "close", NO_TURN, Priority.BACKGROUND, DEVICE_LANE))
