@@ -265,3 +265,37 @@ def test_no_socket_listens_unless_serve_runs(tmp_path):
         return seen
     assert watch("headless", str(SPEECH / "en_LDC93S1.wav"), "--set", "llm.max_reply_tokens=16") == set()
     assert watch("serve", "--port", "0", "--set", "models.llm=smollm2-135m", stop_when_listening=True)
+
+
+class FailingVoice:
+    """The real voice, failing on its second segment (a fault injected mid-reply)."""
+
+    def __init__(self, real) -> None:
+        self.real, self.name, self.sample_rate, self.calls = real, "failing", real.sample_rate, 0
+
+    def synthesize(self, text: str):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("the voice engine broke")
+        yield from self.real.synthesize(text)
+
+
+def test_an_engine_failing_mid_reply_is_an_error_event_and_the_client_is_still_served(server, asked):
+    import dataclasses
+
+    root = server.engines
+    server.engines = dataclasses.replace(root, tts=FailingVoice(root.tts))  # the next client's engines
+    try:
+        with client(server) as c:
+            c.wait_for("session.created")
+            start = len(c.events)
+            c.stream(asked["Can you explain in simple words why the sky looks blue during the day?"][0])
+            index, _, done = c.listen("response.done", start)
+            error = c.wait_for("error", start)[2].error
+            assert error.code == "engine_failed" and "RuntimeError" in error.message
+            assert "sky" not in error.message.lower()  # the error names the failure, never the conversation
+            assert done.response.status == "failed"
+            result = ask(c, *asked["What is the capital of Canada?"])  # the same connection goes on
+            assert "canada" in result["heard"].lower() and result["v2v_ms"] is not None
+    finally:
+        server.engines = root
