@@ -35,7 +35,11 @@ class RemoteLlmError(EngineUnavailable):
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
     if host == "localhost":
         return True
     try:

@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from app.audio.playback import PlaybackBuffer
 from app.server import protocol as p
-from app.server.device import InputOverflow, NetworkDuplex
+from app.server.device import ClientAudio, InputOverflow
 
 
 def parse(**event):
@@ -61,14 +60,14 @@ def test_malformed_events_are_protocol_errors_with_a_code(message, code):
 
 def test_the_client_device_resamples_its_audio_and_bounds_the_buffer():
     sent: list[tuple[int, bytes]] = []
-    device = NetworkDuplex(PlaybackBuffer(16000), lambda turn, pcm: sent.append((turn, pcm)), max_buffer_s=1.0)
+    device = ClientAudio(lambda turn, pcm: sent.append((turn, pcm)), max_buffer_s=1.0)
     tone = (np.sin(2 * np.pi * 440 * np.arange(12000) / 24000) * 12000).astype("<i2").tobytes()  # 0.5 s
     device.append(tone)
     assert device.received_s == pytest.approx(0.5)
-    taken = device._take(16000)  # 16 kHz now: ~0.5 s of tone (less the resampler's delay), then silence
+    taken = device.read(0, 16000)  # 16 kHz now: ~0.5 s of tone (less the resampler's delay), then silence
     assert 0.4 * 16000 < np.count_nonzero(np.abs(taken) > 0.05) < 0.55 * 16000
     device.append(tone)
     with pytest.raises(InputOverflow, match="at most 1 s"):
         device.append(tone * 3)  # 1.5 s more than a second's buffer
     device.clear()
-    assert not np.any(device._take(512))
+    assert not np.any(device.read(0, 512))

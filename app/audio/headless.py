@@ -11,9 +11,10 @@ import numpy as np
 
 from app.audio.duplex import Block, BlockClock, BlockHandler
 from app.audio.echo_path import SpeakerEcho
-from app.audio.playback import PlaybackBuffer
+from app.audio.playback import PlaybackBuffer, PlaybackNote
 
 InputSource = Callable[[int, int], np.ndarray | None]  # (start sample, n) -> samples, or None when over
+OutputSink = Callable[[np.ndarray, list[PlaybackNote]], None]  # each block's speaker output and what it played
 
 
 def array_source(samples: np.ndarray) -> InputSource:
@@ -33,13 +34,15 @@ class HeadlessDuplex:
     """Runs the block callback on its own thread, one block per block-duration of wall time."""
 
     def __init__(self, source: InputSource, playback: PlaybackBuffer, rate: int = 16000, block: int = 512,
-                 pace: float = 1.0, echo: SpeakerEcho | None = None, record: bool = True):
+                 pace: float = 1.0, echo: SpeakerEcho | None = None, record: bool = True,
+                 on_output: OutputSink | None = None):
         if playback.sample_rate != rate:
             raise ValueError("the playback buffer must run at the device rate")
         self.rate, self.block, self.pace = rate, block, pace
         self.source = source
         self.echo = echo  # the simulated speaker-to-microphone path, if any
         self.record = record  # keep the stereo recording (a long soak does not: it grows ~8 MB a minute)
+        self.on_output = on_output  # where each block's speaker output goes besides the recording (a client)
         self.playback = playback
         self.clock: BlockClock | None = None
         self.input_over = threading.Event()
@@ -76,6 +79,8 @@ class HeadlessDuplex:
                 self.input_over.set()
                 mic = np.zeros(self.block, dtype=np.float32)
             out, notes = self.playback.read(self.block)
+            if self.on_output is not None:
+                self.on_output(out, notes)
             if self.record:
                 with self._lock:
                     self._mic.append(mic)

@@ -5,7 +5,6 @@ users could read it). Nothing of a conversation is written to disk or logs."""
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 
@@ -23,26 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def cmd_serve(args) -> int:
     from app.config import load_config
     from app.engine_factory import build_engines
     from app.server.realtime import RealtimeServer
+    from engines.llm_remote import is_loopback_host
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be 0-65535, got {args.port}")
     if args.max_clients < 1:
         raise InputError(f"--max-clients must be at least 1, got {args.max_clients}")
     token = os.environ.get(args.token_env, "")
-    if not loopback(args.host) and not token:
+    if not is_loopback_host(args.host) and not token:
         raise InputError(f"--host {args.host} is reachable from other machines: set a token in ${args.token_env} "
                          "(clients send it as 'Authorization: Bearer <token>')")
     cfg = load_config(args)

@@ -1,7 +1,8 @@
 """One Realtime API client: its own conversation (built by `app.runtime.build_conversation`, the one composition
 root, on forked engines and the server's shared scheduler) whose microphone and speaker are the client
-(`NetworkDuplex`). Client events come in through `handle()`; the session's events, actions and each turn's figures
-are turned into server events and handed to `send` (thread-safe; called from the session and audio threads).
+(`ClientAudio` on the paced block device). Client events come in through `handle()`; the session's events, actions
+and each turn's figures are turned into server events and handed to `send` (thread-safe; called from the session
+and audio threads).
 
 What the client hears is what the server sent (the audio leaves at real-time pace), so Cadence's barge-in keeps the
 heard text in the history; a client that truncates an item later (`conversation.item.truncate`) cuts it to what it
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.audio.headless import HeadlessDuplex
 from app.audio.playback import PlaybackBuffer
 from app.config import Config, runtime_settings
 from app.conversation import actions as a
@@ -22,7 +24,7 @@ from app.conversation.inbox import ReviseReply, SystemPrompt
 from app.metrics.turns import TurnRecord
 from app.runtime import build_conversation
 from app.server import protocol as p
-from app.server.device import InputOverflow, NetworkDuplex
+from app.server.device import ClientAudio, InputOverflow
 from engines.engine_set import Engines
 from engines.protocols import VoiceChoice
 from scheduler import Scheduler
@@ -60,10 +62,11 @@ class RealtimeConnection:
         self._user_items = 0
         self._user_item = ""
         self._last_item = ""
-        devices: list[NetworkDuplex] = []
+        self.audio = ClientAudio(self._on_audio)
+        devices: list[HeadlessDuplex] = []
 
-        def open_device(playback: PlaybackBuffer) -> NetworkDuplex:
-            devices.append(NetworkDuplex(playback, self._on_audio))
+        def open_device(playback: PlaybackBuffer) -> HeadlessDuplex:
+            devices.append(self.audio.device(playback))
             return devices[0]
         self.conversation = build_conversation(cfg, engines, open_device, cancel_echo=False,
                                                observers=[self._observe], on_record=self._on_record,
@@ -97,11 +100,11 @@ class RealtimeConnection:
         match event:
             case p.AudioAppend(audio=audio):
                 try:
-                    self.device.append(audio)
+                    self.audio.append(audio)
                 except InputOverflow as exc:
                     raise p.ProtocolError(str(exc), "input_buffer_full", "audio") from None
             case p.AudioClear():
-                self.device.clear()
+                self.audio.clear()
                 self.send(self.events.make("input_audio_buffer.cleared"))
             case p.AudioCommit() | p.ResponseCreate():
                 pass  # Cadence ends turns and starts replies itself (server-side turn detection)
