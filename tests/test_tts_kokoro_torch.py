@@ -5,33 +5,26 @@ The audio is noise; these tests check loading, voices, G2P, chunk format and err
 ONNX Kokoro tests cover that). Skipped unless the `kokoro` extra is installed (torch + kokoro 0.9.4)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the torch Kokoro engine needs the `kokoro` extra (torch is missing)")
 kokoro = pytest.importorskip("kokoro", reason="the torch Kokoro engine needs the `kokoro` extra (kokoro 0.9.4)")
 
+from app.bench.kokoro_random import random_kokoro_pth  # noqa: E402
 from engines.protocols import AudioChunk, Synthesizer  # noqa: E402
 from engines.store import ensure  # noqa: E402
 from engines.tts_kokoro_onnx import UnknownVoice  # noqa: E402
 from engines.tts_kokoro_torch import KokoroTorchSynthesizer, misaki_available, model_config  # noqa: E402
 
-SUBMODULES = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
-
 
 @pytest.fixture(scope="module")
 def random_pth(tmp_path_factory):
-    """A random-weight Kokoro-82M saved like the hub's .pth (no config.json beside it: the bundled one is used)."""
-    folder = tmp_path_factory.mktemp("kokoro-random")
-    empty = folder / "empty.pth"
-    torch.save({}, empty)
-    torch.manual_seed(0)
-    model = kokoro.KModel(repo_id="hexgrad/Kokoro-82M", config=model_config(folder / "x.pth"), model=str(empty))
-    with torch.no_grad():  # durations near one frame per phoneme keep the noise short and the test fast
-        model.predictor.duration_proj.linear_layer.bias.fill_(-8.0)
-    path = folder / "kokoro-random.pth"
-    torch.save({name: getattr(model, name).state_dict() for name in SUBMODULES}, path)
-    return path
+    """A random-weight Kokoro-82M saved like the hub's .pth (no config.json beside it: the bundled one is used);
+    durations near one frame per phoneme (the duration head's bias -8) keep the noise short and the test fast."""
+    return random_kokoro_pth(tmp_path_factory.mktemp("kokoro-random"), frames_per_token=50 / (1 + math.exp(8.0)))
 
 
 @pytest.fixture(scope="module")
