@@ -113,10 +113,15 @@ class SegmentedRecognizer:
 
     def step(self) -> bool:
         """One bounded decode (at most `max_segment_s` of audio): commit the text up to the last pause, or
-        else refresh the partial hypothesis. Returns False when no new audio needed decoding."""
+        else refresh the partial hypothesis. Returns False when no new audio needed decoding (none, or only quiet
+        audio after the last decode: at the onset of a pause the text is then ready at once)."""
         self._gather()
         if len(self._audio) <= self._decoded_to:
             return False
+        covered = self._tail_end if self._tail_end is not None else self._commit_at
+        if not self._any_speech(covered, len(self._audio)):
+            self._decoded_to = len(self._audio)  # only quiet since the last decode (a pause): the hypothesis stands
+            return False  # (a commit can wait for the next speech)
         cut = self._commit_point()
         if cut is not None:
             self._commit(cut)
@@ -164,6 +169,12 @@ class SegmentedRecognizer:
         """At least 0.1 s of frames above the threshold in audio[start:end]."""
         db = np.asarray(self._frame_db[start // FRAME:end // FRAME])
         return db.size > 0 and int((db > self._threshold()).sum()) * FRAME >= 0.1 * SAMPLE_RATE
+
+    def _any_speech(self, start: int, end: int) -> bool:
+        """Any frame above the threshold in audio[start:end] (stricter than `_has_speech`: a word's last syllable
+        after a decode is speech)."""
+        db = np.asarray(self._frame_db[-(-start // FRAME):end // FRAME])  # frames wholly after `start`
+        return bool((db > self._threshold()).any())
 
     def _commit_point(self) -> int | None:
         """Where committed text can end: the middle of the last pause (>= min_pause_s, after speech) within

@@ -45,6 +45,18 @@ def _check_gguf(path: Path) -> None:
 _backend_ready = [False]
 
 
+def repack_by_default(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether llama.cpp's CPU weight repacking is safe and worth having here: on, except on CPUs with Intel AMX
+    (its AMX buffer type crashed batched decodes of this build there). On a 2-core AMD EPYC it made a 1.5B Q4_K_M
+    token 43 -> 32 ms and small prompt batches ~25 % faster."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no AMX CPUs to avoid on macOS / aarch64; Windows is not a target
+        return True
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return not any(flag.startswith("amx") for flag in flags)
+
+
 def model_meta(model: llama_cpp.llama_model_p, key: str) -> str:
     # llama_cpp annotates `buf` as bytes, but llama.cpp writes into it: it takes a ctypes char buffer
     buf = ctypes.create_string_buffer(1 << 16)

@@ -23,7 +23,7 @@ import llama_cpp
 import numpy as np
 
 from engines.chat_template import ChatTemplate
-from engines.llama_loader import LlmLoadError, load_model, model_meta, new_context
+from engines.llama_loader import LlmLoadError, load_model, model_meta, new_context, repack_by_default
 from engines.protocols import GenerationStep, Message
 from engines.repetition import MAX_BANS, banned_next
 from engines.sampling import choose, log10_p
@@ -155,11 +155,12 @@ class LlamaGenerator:
 
     def __init__(self, model_path: str | Path, *, n_threads: int = 2, n_gpu_layers: int = 0, n_ctx: int = 4096,
                  chat_format: str | None = None, seed: int | None = None, temperature: float = 0.0,
-                 top_k: int = 40, n_batch: int = 512, repack: bool = False, name: str | None = None,
+                 top_k: int = 40, n_batch: int = 512, repack: bool | None = None, name: str | None = None,
                  repetition_guard: bool = True):
-        """`n_gpu_layers` −1 offloads every layer (CUDA builds). `repack` enables llama.cpp's CPU weight repacking
-        (extra buffer types); off by default: with it, batched decodes crash this build on AMX CPUs."""
+        """`n_gpu_layers` −1 offloads every layer (CUDA builds). `repack`: llama.cpp's CPU weight repacking (extra
+        buffer types); None = on unless the CPU has AMX (`repack_by_default`)."""
         path = Path(model_path)
+        repack = repack_by_default() if repack is None else repack
         self._model, self._ctx = load_model(path, n_gpu_layers, repack, n_ctx, n_batch, n_threads)
         self._context_args = (path, n_gpu_layers, n_ctx, n_batch, n_threads)
         self._parent: LlamaGenerator | None = None  # a fork shares its parent's weights (see fork())

@@ -117,6 +117,20 @@ def test_finish_after_a_step_at_the_pause_costs_no_decode(asr):
     assert wer(reference, text) <= clip_limit(reference, 0.15), text
 
 
+def test_a_step_over_quiet_audio_keeps_the_hypothesis_without_a_decode(asr):
+    """At the onset of a pause, a decode already run after the last word is the text: only quiet came since."""
+    audio = read_audio(SPEECH / "en_forever.wav")
+    asr.start()
+    asr.accept(audio)
+    assert asr.step()
+    text, decodes = asr.partial(), asr.decodes
+    asr.accept(np.zeros(8000, np.float32))  # half a second of pause
+    assert not asr.step() and asr.decodes == decodes and asr.partial() == text
+    assert asr.finish() == text and asr.decodes == decodes
+    asr.accept(audio[:16000])  # speech again: decoded
+    assert asr.step() and asr.decodes == decodes + 1
+
+
 @pytest.mark.parametrize("level_dbfs", [None, -60.0])
 def test_silence_gives_no_text_and_no_decode(asr, level_dbfs):
     rng = np.random.default_rng(5)

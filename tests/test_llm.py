@@ -240,7 +240,7 @@ def test_eou_score_shares_the_reply_prefill(qwen):
     g.prefill()
     tail = g.prompt_tokens - g.reused_tokens
     assert qwen.decoded_tokens - before == tail and 0 < tail <= 8
-    assert g.eou_score() == alone
+    assert g.eou_score() == pytest.approx(alone, abs=0.01)  # repacked kernels: batch size moves the last digits
     # one prefill from a cold cache gives the same score (both logit rows come from one decode)
     qwen.reset()
     before_calls = qwen.decode_calls
