@@ -32,6 +32,7 @@ import numpy as np
 from engines.protocols import SAMPLE_RATE
 
 FRAME = 320  # 20 ms energy frames
+TAIL_BELOW_SPEECH_DB = 40.0  # quieter than this under the speech level, audio after a decode is no new speech
 _PAD_S = 0.3  # silence after a window before encoding
 _MIN_ENCODE_S = 8.0  # shorter windows are padded with silence to this length before encoding
 _MAX_WINDOW_S = 29.0  # Whisper's window is 30 s
@@ -171,10 +172,12 @@ class SegmentedRecognizer:
         return db.size > 0 and int((db > self._threshold()).sum()) * FRAME >= 0.1 * SAMPLE_RATE
 
     def _any_speech(self, start: int, end: int) -> bool:
-        """Any frame above the threshold in audio[start:end] (stricter than `_has_speech`: a word's last syllable
-        after a decode is speech)."""
+        """Any frame in audio[start:end] above the threshold and within `TAIL_BELOW_SPEECH_DB` of the utterance's
+        speech level (stricter than `_has_speech`: a word's last syllable after a decode is speech; the faint
+        decay after the last word, which the threshold over a digitally silent floor would count, is not)."""
         db = np.asarray(self._frame_db[-(-start // FRAME):end // FRAME])  # frames wholly after `start`
-        return bool((db > self._threshold()).any())
+        speech = float(np.percentile(self._frame_db, 95)) if self._frame_db else 0.0
+        return bool((db > max(self._threshold(), speech - TAIL_BELOW_SPEECH_DB)).any())
 
     def _commit_point(self) -> int | None:
         """Where committed text can end: the middle of the last pause (>= min_pause_s, after speech) within

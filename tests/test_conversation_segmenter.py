@@ -16,9 +16,21 @@ def test_docstring_examples_hold():
 
 
 def test_first_segment_ends_at_a_clause():
-    assert split("Kilimanjaro, in Tanzania, is the tallest.", first=True, final=False) == (
-        ["Kilimanjaro, in Tanzania,"], "is the tallest."
+    assert split("Kilimanjaro, in Tanzania, is the tallest", first=True, final=False) == (
+        ["Kilimanjaro, in Tanzania,"], "is the tallest"
     )
+
+
+def test_first_segment_ends_at_a_mark_ending_the_buffer_after_a_letter():
+    """The first audio does not wait for the token after "Ottawa." or "spring,"; numbers, abbreviations and
+    later segments still wait for the following space."""
+    assert split("The capital of Canada is Ottawa.", first=True, final=False) == (
+        ["The capital of Canada is Ottawa."], "")
+    assert split("For a trip in the spring,", first=True, final=False) == (["For a trip in the spring,"], "")
+    for waits in ("It is about 3.", "It costs 5,", "Ask the Dr.", "Made in the U.S.", "The time is 10:"):
+        assert split(waits, first=True, final=False) == ([], waits)
+    assert split("The capital of Canada is Ottawa.", first=False, final=False) == (
+        [], "The capital of Canada is Ottawa.")
 
 
 def test_later_segments_end_only_at_sentences():

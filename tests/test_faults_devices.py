@@ -339,8 +339,10 @@ def test_the_window_shows_a_lost_device_and_clears_it_when_it_is_back(monkeypatc
     assert shown(lambda: window.audio_banner.isVisibleTo(window) and window.state_key == "no-audio")
     assert "unplugged" in window.audio_banner.text() and window.restart_button.isVisibleTo(window)
     threading.Thread(target=device.on_recovered, args=(sdd.RECOVERED,)).start()
-    assert shown(lambda: not window.audio_banner.isVisibleTo(window) and window.state_key == "listening")
-    assert window.progress_label.text() == sdd.RECOVERED and not window.restart_button.isVisibleTo(window)
+    # three queued signals from the monitor's thread: wait for the last one too
+    assert shown(lambda: not window.audio_banner.isVisibleTo(window) and window.state_key == "listening"
+                 and window.progress_label.text() == sdd.RECOVERED)
+    assert not window.restart_button.isVisibleTo(window)
     controller.conversation = None
     window.close()
 

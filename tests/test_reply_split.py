@@ -4,8 +4,16 @@ from app.conversation.reply_text import FIRST_SEGMENT_MAX_CHARS, split_reply
 
 
 def test_first_segment_stops_at_a_clause_mark():
-    assert split_reply("The tallest mountain in Africa is Kilimanjaro, which", True, False) == (
-        ["The tallest mountain in Africa is Kilimanjaro,"], "which")
+    assert split_reply("Mount Kilimanjaro, which", True, False) == (["Mount Kilimanjaro,"], "which")
+
+
+def test_first_segment_stops_before_a_phrase_after_three_words():
+    """The voice starts on the subject ("Romeo and Juliet") instead of waiting for the whole sentence."""
+    assert split_reply("Romeo and Juliet was", True, False) == (["Romeo and Juliet"], "was")
+    assert split_reply("The tallest mountain in Africa", True, False) == (["The tallest mountain"], "in Africa")
+    for waits in ("Romeo and was", "The answer is that", "A spider has eight legs"):  # too soon, dangling, none
+        assert split_reply(waits, True, False) == ([], waits)
+    assert split_reply("Romeo and Juliet was", False, False) == ([], "Romeo and Juliet was")  # the first only
 
 
 def test_long_first_sentence_is_cut_at_a_space():

@@ -17,15 +17,17 @@ from app.conversation.segmenter import split
 from app.conversation.spoken import speakable
 from engines.protocols import Generation
 
-FIRST_CHUNK_STEP = 2  # tokens per inner step while looking for the first clause
+FIRST_CHUNK_STEP = 1  # tokens per inner step while looking for the first clause (the cut is seen at once)
 LATER_CHUNK_STEP = 4  # tokens per inner step afterwards (the cancel token is checked between steps)
 FIRST_SEGMENT_MAX_CHARS = 48  # a first sentence with no clause mark is cut at a space after this many characters
+FIRST_PHRASE_WORDS = 3  # ... or before a phrase starter after this many words ("Romeo and Juliet | was written")
 _ENDS_SENTENCE = re.compile(r"[.!?…][\"')\]]*\s*$")
 
 
 def split_reply(buffer: str, first: bool, final: bool) -> tuple[list[str], str]:
     """The segmenter, with the first segment bounded: a long first sentence is not waited for."""
-    return split(buffer, first, final, max_chars=FIRST_SEGMENT_MAX_CHARS if first else None)
+    return split(buffer, first, final, max_chars=FIRST_SEGMENT_MAX_CHARS if first else None,
+                 phrase_words=FIRST_PHRASE_WORDS if first else None)
 
 
 class ReplyText:
