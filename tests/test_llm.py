@@ -216,17 +216,41 @@ EOU_PAIRS = [  # (complete, fragment): design.md's table
 ]
 
 
-def test_end_of_utterance_score_separates_requests_from_fragments(qwen):
+@pytest.fixture(scope="module")
+def default_llm():
+    gen = LlamaGenerator.from_catalog("qwen2.5-coder-1.5b", n_threads=2)
+    yield gen
+    gen.close()
+
+
+def ask_assistant(text: str) -> list[Message]:
+    """The user's text after the real system prompt (assets/system_prompt.txt), as the session asks it."""
+    from app.paths import asset
+
+    return [Message("system", asset("system_prompt.txt").read_text(encoding="utf-8").strip()), Message("user", text)]
+
+
+def test_end_of_utterance_score_separates_requests_from_fragments(default_llm):
     scores: dict[str, float] = {}
     for complete, fragment in EOU_PAIRS:
         for text in (complete, fragment):
             if text not in scores:
                 t0 = time.perf_counter()
-                scores[text] = qwen.end_of_utterance_score(ask(text))
+                scores[text] = default_llm.end_of_utterance_score(ask_assistant(text))
                 print(f"\neou {scores[text]:6.2f} ({(time.perf_counter() - t0) * 1000:.0f} ms) {text!r}")
     for complete, fragment in EOU_PAIRS:  # the session's bands: complete >= -1.2, uncertain, fragment <= -3
         assert scores[complete] > scores[fragment] + 1.5, (complete, fragment)
         assert scores[complete] > -1.2 and scores[fragment] < -2.0, (complete, fragment)
+
+
+def test_a_sentence_that_opens_a_longer_request_is_not_a_complete_turn(default_llm):
+    """The score is P(the message ends here): after a complete sentence the model also says whether the user's
+    message ends there. A preamble ("I'm planning a trip to Japan in the spring.") falls out of the 'complete' band;
+    the question that follows it, asked alone, stays in it."""
+    preamble = default_llm.end_of_utterance_score(ask_assistant("I'm planning a trip to Japan in the spring."))
+    question = default_llm.end_of_utterance_score(ask_assistant("What should I pack for a trip to Japan?"))
+    assert preamble < -1.2 < question, (preamble, question)
+    assert question > -0.5
 
 
 def test_eou_score_shares_the_reply_prefill(qwen):
