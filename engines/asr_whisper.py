@@ -159,11 +159,14 @@ class SegmentedRecognizer:
             frames = self._audio[done:done + count * FRAME].reshape(count, FRAME)
             self._frame_db.extend((10.0 * np.log10(np.var(frames, axis=1) + 1e-12)).tolist())  # no DC
 
+    def _levels(self) -> tuple[float, float]:
+        """(noise floor, speech level) of the utterance so far, in dB."""
+        floor, speech = np.percentile(np.asarray(self._frame_db), [10, 95])
+        return max(float(floor), -80.0), float(speech)
+
     def _threshold(self) -> float:
         """Energy threshold (dB) between the utterance's noise floor and its speech level."""
-        db = np.asarray(self._frame_db)
-        floor = max(float(np.percentile(db, 10)), -80.0)
-        speech = float(np.percentile(db, 95))
+        floor, speech = self._levels()
         return max(floor + 0.3 * (speech - floor), floor + 6.0, -60.0)  # steady noise is not speech
 
     def _has_speech(self, start: int, end: int) -> bool:
@@ -176,7 +179,9 @@ class SegmentedRecognizer:
         speech level (stricter than `_has_speech`: a word's last syllable after a decode is speech; the faint
         decay after the last word, which the threshold over a digitally silent floor would count, is not)."""
         db = np.asarray(self._frame_db[-(-start // FRAME):end // FRAME])  # frames wholly after `start`
-        speech = float(np.percentile(self._frame_db, 95)) if self._frame_db else 0.0
+        if db.size == 0:
+            return False
+        speech = self._levels()[1]
         return bool((db > max(self._threshold(), speech - TAIL_BELOW_SPEECH_DB)).any())
 
     def _commit_point(self) -> int | None:

@@ -33,7 +33,7 @@ class LlamaGeneration:
         marked = len(head) > 1 and head[-1] in gen._sentence_ends
         self._score_row = len(head) - (2 if marked else 1)
         self._message_row = len(head) - 1 if marked else None
-        self._score_rows = {self._score_row} | ({len(head) - 1} if marked else set())
+        self._score_rows = {r for r in (self._score_row, self._message_row) if r is not None}
         self._sentence_end = sorted({self._end, *gen._sentence_ends})
         self.prompt_tokens = len(self._prompt)
         self.reused_tokens = 0  # known after prefill
