@@ -86,6 +86,8 @@ class TurnConfig:
     max_wait_ms: int = _opt(2000, "reply anyway this long after the user stopped", 200, 10000)
     min_barge_in_ms: int = _opt(300, "speech must last this long to interrupt a reply", 0, 2000)
     vad_threshold: float = _opt(0.5, "speech probability threshold", 0.05, 0.95)
+    onset_drop_db: float = _opt(35.0, "a pause starts (the recognizer decodes, the reply is prepared) once the level "
+                                "is this far under the speech's loudest block; 0 = when Silero says so", 0.0, 90.0)
     turn_threshold: float = _opt(0.5, "Smart Turn probability for 'complete'", 0.05, 0.95)
     pipeline: str = _opt("cadence", "'naive' = a plain pipeline to compare with (bench conversation --baseline): "
                          "no decode or speculation before the end of turn, Smart Turn alone decides, the whole "
@@ -288,7 +290,7 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
     try:
         turn = TurnSettings.scaled(t.max_wait_ms / 1000, pause_s=t.pause_ms / 1000,
                                    min_barge_in_s=t.min_barge_in_ms / 1000, turn_threshold=t.turn_threshold)
-        vad = VadSettings(threshold=t.vad_threshold, pause_s=t.pause_ms / 1000)
+        vad = VadSettings(threshold=t.vad_threshold, pause_s=t.pause_ms / 1000, onset_drop_db=t.onset_drop_db)
     except TurnSettingsError as exc:
         raise ConfigError(f"{_TURN_KEYS.get(exc.field, 'turn')}: {exc}") from None
     _check_remote(cfg.llm)

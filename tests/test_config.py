@@ -106,9 +106,10 @@ def test_a_short_max_wait_scales_the_shorter_waits():
 
 def test_the_turn_and_vad_settings_come_from_the_config():
     s = config.runtime_settings(config.load(None, ["turn.pause_ms=300", "turn.min_barge_in_ms=0",
-                                                   "turn.vad_threshold=0.6", "turn.turn_threshold=0.7"]))
+                                                   "turn.vad_threshold=0.6", "turn.turn_threshold=0.7",
+                                                   "turn.onset_drop_db=0"]))
     assert (s.session.turn.pause_s, s.session.turn.min_barge_in_s, s.session.turn.turn_threshold) == (0.3, 0.0, 0.7)
-    assert (s.session.vad.pause_s, s.session.vad.threshold) == (0.3, 0.6)
+    assert (s.session.vad.pause_s, s.session.vad.threshold, s.session.vad.onset_drop_db) == (0.3, 0.6, 0.0)
 
 
 @pytest.mark.parametrize("raw, key", [

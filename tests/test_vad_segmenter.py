@@ -69,3 +69,43 @@ def test_pause_length_is_configurable():
     state = VadState(VadSettings(pause_s=0.5))
     _, events = feed([0.9] * 3 + [0.0] * 10, state)
     assert [type(e) for e in events] == [SpeechStarted]
+
+
+def feed_levels(frames, state=None):
+    """Every output for (probability, level dB) frames."""
+    state = state or VadState()
+    events = []
+    for i, (p, db) in enumerate(frames):
+        state, out = vad_step(state, p, i * F, (i + 1) * F, db)
+        events += out
+    return state, events
+
+
+def test_the_level_marks_the_pause_onset_before_silero_does():
+    # Silero stays above its threshold for 3 frames after the voice stops; the level falls 60 dB at once
+    frames = [(0.9, -20.0)] * 6 + [(0.9, -80.0)] * 3 + [(0.0, -80.0)] * 8
+    _, out = feed_levels(frames)
+    assert out[1] == PauseOnset(6 * F)  # the first of `onset_frames` quiet frames, not Silero's first at 9
+    assert [type(o) for o in out] == [SpeechStarted, PauseOnset, SpeechStopped]  # one onset per pause
+
+
+def test_a_level_dip_inside_speech_needs_two_frames_and_each_pause_gets_one_onset():
+    frames = ([(0.9, -20.0)] * 4 + [(0.9, -70.0)] + [(0.9, -22.0)] * 3  # one quiet frame (a stop consonant)
+              + [(0.9, -70.0)] * 2 + [(0.9, -21.0)] * 2  # a short pause: an onset
+              + [(0.9, -75.0)] * 2 + [(0.0, -75.0)] * 8)  # the end: a new onset, then the stop
+    _, out = feed_levels(frames)
+    onsets = [o for o in out if isinstance(o, PauseOnset)]
+    assert onsets == [PauseOnset(8 * F), PauseOnset(12 * F)]
+    assert isinstance(out[-1], SpeechStopped)
+
+
+def test_noise_close_to_the_voice_leaves_the_onset_to_silero():
+    frames = [(0.9, -20.0)] * 6 + [(0.9, -40.0)] * 3 + [(0.0, -40.0)] * 8  # only 20 dB under the voice
+    _, out = feed_levels(frames)
+    assert out[1] == PauseOnset(9 * F)
+
+
+def test_the_level_onset_can_be_turned_off():
+    frames = [(0.9, -20.0)] * 6 + [(0.9, -80.0)] * 3 + [(0.0, -80.0)] * 8
+    _, out = feed_levels(frames, VadState(VadSettings(onset_drop_db=0.0)))
+    assert out[1] == PauseOnset(9 * F)

@@ -118,13 +118,14 @@ class EngineWork:
 
     # ---- the CPU lane ----------------------------------------------------------------------------------------
     def judge(self, frame: np.ndarray, index: int, t_start: float, t_end: float) -> None:
-        """The VAD on one microphone block; its verdict (or its failure) comes back as `VadJudged`."""
-        vad = self.engines.vad
+        """The VAD on one microphone block; its verdict (or its failure) comes back as `VadJudged`, with the
+        block's level."""
+        vad, level_db = self.engines.vad, block_level_db(frame)
 
         def done(handle: UnitHandle) -> None:
             match handle.state:
                 case UnitState.DONE:
-                    self.post(VadJudged(index, t_start, t_end, float(handle.result())))
+                    self.post(VadJudged(index, t_start, t_end, float(handle.result()), level_db=level_db))
                 case UnitState.FAILED:  # the session logs it and counts the block as judged
                     self.post(VadJudged(index, t_start, t_end, None, type(handle.exception()).__name__))
                 case _:  # dropped as the scheduler closes
@@ -276,6 +277,12 @@ class EngineWork:
         speculation.prefill = self.submit(turn, Stage.LLM, Priority.LLM, run, on_done=done, label=Label.PREFILL,
                                           meta={"speculation": number}, lane=self.llm_lane)
         return speculation
+
+
+def block_level_db(frame: np.ndarray) -> float:
+    """Mean power of a block in dBFS (floored at -120)."""
+    samples = np.asarray(frame, dtype=np.float32).reshape(-1)
+    return -120.0 if samples.size == 0 else 10.0 * float(np.log10(float(np.mean(samples * samples)) + 1e-12))
 
 
 LATER = object()  # a prefill unit that yielded: the rest of the prompt goes in the next unit

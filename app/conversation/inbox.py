@@ -26,6 +26,7 @@ class VadJudged:
     t_end: float
     probability: float | None
     error: str = ""  # the exception's type when the unit failed (never its message)
+    level_db: float | None = None  # the block's level (dBFS), for the pause onset
 
 
 @dataclass(frozen=True, slots=True)

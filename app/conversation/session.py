@@ -189,7 +189,8 @@ class Session:
                 log.warning("the VAD failed on block %d (%s); %d block(s) unjudged so far", judged.index,
                             judged.error, self._vad_failures)
             return
-        self.vad_state, outputs = vad_step(self.vad_state, judged.probability, judged.t_start, judged.t_end)
+        self.vad_state, outputs = vad_step(self.vad_state, judged.probability, judged.t_start, judged.t_end,
+                                           judged.level_db)
         for output in outputs:
             match output:
                 case PauseOnset():
