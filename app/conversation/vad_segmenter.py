@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 
 from app.conversation.events import SpeechStarted, SpeechStopped
 
+NO_LEVEL_DB = -200.0  # the loudest frame before any level was known
+
 
 @dataclass(frozen=True, slots=True)
 class PauseOnset:
@@ -50,7 +52,7 @@ class VadState:
     run_start: float = 0.0  # start time of that run
     started_at: float = 0.0  # start of the current speech
     last_speech_end: float = 0.0  # end time of the last frame that was speech
-    peak_db: float = -200.0  # the loudest frame of the current speech
+    peak_db: float = NO_LEVEL_DB  # the loudest frame of the current speech
     quiet_frames: int = 0  # frames in a row far under that (while the VAD still says speech)
     quiet_since: float = 0.0  # start of the first of them
     onset_sent: bool = False  # this pause's PauseOnset is out
@@ -70,7 +72,7 @@ def vad_step(state: VadState, probability: float, t_start: float, t_end: float, 
         if state.run + 1 < cfg.start_frames:
             return replace(state, run=state.run + 1, run_start=run_start), ()
         new = replace(state, speaking=True, run=0, started_at=run_start, last_speech_end=t_end,
-                      peak_db=level_db if level_db is not None else -200.0, quiet_frames=0, onset_sent=False)
+                      peak_db=level_db if level_db is not None else NO_LEVEL_DB, quiet_frames=0, onset_sent=False)
         return new, (SpeechStarted(run_start),)
     if probability >= cfg.off_threshold:
         if level_db is None:
