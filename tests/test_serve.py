@@ -76,8 +76,10 @@ def test_a_spoken_two_turn_conversation_through_the_official_client(server, aske
     one, two = results
     assert one["status"] == two["status"] == "completed"
     assert "canada" in one["heard"].lower() and "spider" in two["heard"].lower()
-    assert "ottawa" in one["transcribed"] and "leg" in two["transcribed"]  # (the 0.5B miscounts a spider's legs)
-    for r in results:  # the audio received says what the reply's transcript says
+    assert "ottawa" in one["reply"].lower() and "leg" in two["reply"].lower()  # (the 0.5B miscounts a spider's legs)
+    # The audio received says what the reply's transcript says. Word error rate, not one word: Whisper tiny hears
+    # Piper's "Ottawa" as "Iowa" in some runs (CI, stop 23), one substitution in six words.
+    for r in results:
         assert wer(r["reply"], r["transcribed"]) <= 0.25, (r["reply"], r["transcribed"])
     for r in results:
         assert 0 < r["v2v_ms"] < 10_000 and r["audio_s"] > 0.5
