@@ -22,7 +22,7 @@ import platformdirs
 import tomli_w
 
 from app.conversation.settings import SessionSettings
-from app.conversation.state import TurnSettings, TurnSettingsError
+from app.conversation.turn_rule import TurnSettings, TurnSettingsError
 from app.conversation.vad_segmenter import VadSettings
 from app.paths import asset
 from scheduler import Mode, SchedulerSettings, SettingsError
@@ -89,6 +89,9 @@ class TurnConfig:
     onset_drop_db: float = _opt(35.0, "a pause starts (the recognizer decodes, the reply is prepared) once the level "
                                 "is this far under the speech's loudest block; 0 = when Silero says so", 0.0, 90.0)
     turn_threshold: float = _opt(0.5, "Smart Turn probability for 'complete'", 0.05, 0.95)
+    turn_sure_threshold: float = _opt(0.9, "Smart Turn probability for 'surely complete': below it, words that are "
+                                      "only likely complete wait 1 s (a hesitation: 'What is the, ...'); 0 = no wait",
+                                      0.0, 1.0)
     pipeline: str = _opt("cadence", "'naive' = a plain pipeline to compare with (bench conversation --baseline): "
                          "no decode or speculation before the end of turn, Smart Turn alone decides, the whole "
                          "first sentence before the voice", choices=("cadence", "naive"))
@@ -254,7 +257,7 @@ class RuntimeSettings:
 # TurnSettings fields -> the config key a user sets
 _TURN_KEYS = {"pause_s": "turn.pause_ms", "max_wait_s": "turn.max_wait_ms", "uncertain_wait_s": "turn.max_wait_ms",
               "disagree_wait_s": "turn.max_wait_ms", "min_barge_in_s": "turn.min_barge_in_ms",
-              "turn_threshold": "turn.turn_threshold"}
+              "turn_threshold": "turn.turn_threshold", "turn_sure_threshold": "turn.turn_sure_threshold"}
 MIN_HISTORY_CHARS = 1000  # the history kept is at least this long when the context window has room for it
 MIN_TURN_CHARS = 300  # besides the system prompt and the reply, the window must hold this much of what was said
 
@@ -289,7 +292,8 @@ def runtime_settings(cfg: Config) -> RuntimeSettings:
         raise ConfigError(f"scheduler.{exc}") from None
     try:
         turn = TurnSettings.scaled(t.max_wait_ms / 1000, pause_s=t.pause_ms / 1000,
-                                   min_barge_in_s=t.min_barge_in_ms / 1000, turn_threshold=t.turn_threshold)
+                                   min_barge_in_s=t.min_barge_in_ms / 1000, turn_threshold=t.turn_threshold,
+                                   turn_sure_threshold=t.turn_sure_threshold)
         vad = VadSettings(threshold=t.vad_threshold, pause_s=t.pause_ms / 1000, onset_drop_db=t.onset_drop_db)
     except TurnSettingsError as exc:
         raise ConfigError(f"{_TURN_KEYS.get(exc.field, 'turn')}: {exc}") from None

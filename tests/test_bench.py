@@ -170,13 +170,14 @@ def test_bench_answers_asks_through_the_spoken_session(tmp_path):
 
 
 def test_bench_turns_counts_takeovers_and_waits_per_rule():
-    """The rule evaluation, on hand-made features: a mid-sentence pause both signals call complete is taken over
-    by every rule; a complete question in a flat voice (Smart Turn 0.02, text -0.08) waits 1.5 s under the old
-    rule and 0.3 s under the default."""
+    """The rule evaluation, on hand-made features: a hesitation heard as a question that Smart Turn calls complete
+    without being sure (0.85) is taken over by the rules before and not by the default (a 1.0 s wait); a complete
+    question in a flat voice (Smart Turn 0.02, text -0.08) waits 1.5 s under the oldest rule and 0.3 s under the
+    default."""
     import numpy as np
 
     from app.bench.turns import RULES, Sample, _evaluate
-    from app.conversation.state import TurnSettings
+    from app.conversation.turn_rule import TurnSettings
 
     samples = [Sample("kokoro", "mid", 0.6, np.zeros(0), "What is that?", 0.85, -0.56),
                Sample("kokoro", "mid", 0.8, np.zeros(0), "What is the", 0.97, -5.0),
@@ -184,8 +185,10 @@ def test_bench_turns_counts_takeovers_and_waits_per_rule():
     before = _evaluate(samples, TurnSettings(), RULES["before (disagree waits 1.5 s)"])["kokoro"]
     default = _evaluate(samples, TurnSettings(), {})["kokoro"]
     assert (before["takeovers"], before["mid_pauses"], before["wait_mean_s"]) == (1, 2, 1.5)
-    assert (default["takeovers"], default["wait_mean_s"], default["waited_1s_or_more"]) == (1, 0.3, 0)
-    assert RULES["text >= -0.2 trusted after 0.3 s"] == {"text_sure_log10": TurnSettings().text_sure_log10}
+    previous = _evaluate(samples, TurnSettings(), RULES["text >= -0.2 trusted after 0.3 s"])["kokoro"]
+    assert (previous["takeovers"], previous["wait_mean_s"], previous["waited_1s_or_more"]) == (1, 0.3, 0)
+    assert (default["takeovers"], default["wait_mean_s"], default["waited_1s_or_more"]) == (0, 0.3, 0)
+    assert RULES["at once only if Smart Turn >= 0.9"] == {} and TurnSettings().turn_sure_threshold == 0.9
 
 
 @pytest.mark.slow

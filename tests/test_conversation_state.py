@@ -20,7 +20,7 @@ from app.conversation.events import (
     TranscriptPartial,
     TurnVerdict,
 )
-from app.conversation.state import ConversationState, Phase, TurnSettings, end_of_turn, step, text_opinion
+from app.conversation.state import ConversationState, Phase, TurnSettings, end_of_turn, step
 
 QUESTION = "What is the tallest mountain in Africa?"
 
@@ -153,7 +153,7 @@ def test_jfk_fragment_with_confident_audio_waits_then_full_sentence_replies():
     assert s.phase is Phase.USER_PAUSED and not of(out, a.CommitReply)
     full = ("And so my fellow Americans, ask not what your country can do for you, "
             "ask what you can do for your country.")
-    s, out = run([SpeechStarted(3.2), SpeechStopped(6.0), TurnVerdict(6.06, 2, True, 0.83),
+    s, out = run([SpeechStarted(3.2), SpeechStopped(6.0), TurnVerdict(6.06, 2, True, 0.93),
                   TranscriptFinal(6.3, 2, full), EndOfUtteranceScore(6.45, 2, -0.29)], s)
     assert of(out, a.CommitReply) == [a.CommitReply(2)]
     assert of(out, a.AppendHistory) == [a.AppendHistory("user", full)]
@@ -213,13 +213,6 @@ def test_without_text_signal_audio_verdict_decides_at_once():
     no_score = [SpeechStarted(0.0), SpeechStopped(1.2), TurnVerdict(1.25, 1, True, 0.7),
                 TranscriptFinal(1.3, 1, QUESTION), EndOfUtteranceScore(1.31, 1, None)]
     assert of(run(no_score)[1], a.CommitReply) == [a.CommitReply(1)]
-
-
-@pytest.mark.parametrize(
-    "score,opinion", [(-0.01, True), (-1.2, True), (-2.23, None), (-3.0, False), (-7.3, False), (None, None)]
-)
-def test_text_opinion_bands(score, opinion):
-    assert text_opinion(score, TurnSettings()) is opinion
 
 
 def test_end_of_turn_needs_a_transcript_even_at_max_wait():

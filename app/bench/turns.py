@@ -11,7 +11,7 @@ Every sample is one pause, labelled by what the speaker did next:
 
 For each pause the real engines give what the session would see when the VAD calls the pause (200 ms of quiet):
 Smart Turn's probability on the audio so far, and the LLM's text end-of-utterance score on the recognizer's
-transcript. Each rule then says how long it would wait after that moment (`app/conversation/state.py`:
+transcript. Each rule then says how long it would wait after that moment (`app/conversation/turn_rule.py`:
 `eot_wait`), which gives, from the same features, the takeovers (the reply would start before the speaker went
 on) and the wait added to complete turns. Features come from one run; the rules are compared on them."""
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from app.bench import Log, machine_line, speech_clips
-from app.config import Config
+from app.config import Config, runtime_settings
 
 RATE = 16000
 VAD_PAUSE_S = 0.2
@@ -58,7 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
-    from app.conversation.state import TurnSettings
     from app.engine_factory import build_engines
 
     count = 6 if args.quick and args.questions == 24 else args.questions
@@ -66,7 +65,7 @@ def run(cfg: Config, args: argparse.Namespace, log: Log) -> dict:
     samples = _real_samples(engines.vad) + _spoken_samples(cfg, count, log) + _espeak_samples(count, log)
     log(f"measuring {len(samples)} pauses")
     _measure(samples, engines, cfg)
-    settings = TurnSettings.scaled(cfg.turn.max_wait_ms / 1000, turn_threshold=cfg.turn.turn_threshold)
+    settings = runtime_settings(cfg).session.turn  # the settings the session would use
     rules = {name: _evaluate(samples, settings, changes) for name, changes in RULES.items()}
     return {"samples": len(samples), "espeak": any(s.source == "espeak" for s in samples), "rules": rules,
             "features": [_features(s) for s in samples]}
@@ -79,23 +78,28 @@ def _features(s: Sample) -> dict:
             "text_log10": None if s.text_log10 is None else round(s.text_log10, 3)}
 
 
-# the rules compared, as changes to the turn-taking settings: the rule before this measurement (no trust in a surely
-# complete text over the audio's "not yet"), the default chosen with this set, and stricter alternatives
+# the rules compared, as changes to the turn-taking settings: the rules before (no trust in a surely complete text
+# over the audio's "not yet"; then any Smart Turn "complete" with a likely text at once), the default chosen with this
+# set (at once only when Smart Turn is sure, >= 0.9) and its neighbours
+_ANY_AUDIO = {"turn_sure_threshold": 0.0}  # before: Smart Turn's "complete" (>= turn_threshold) was enough
 RULES: dict[str, dict[str, float]] = {
-    "before (disagree waits 1.5 s)": {"text_sure_log10": 1.0},
-    "text >= -0.1 trusted after 0.3 s": {"text_sure_log10": -0.1},
-    "text >= -0.2 trusted after 0.3 s": {"text_sure_log10": -0.2},  # the default
-    "... and 'complete' text >= -0.25": {"text_sure_log10": -0.2, "text_complete_log10": -0.25},
-    "... and 'complete' text >= -0.6": {"text_sure_log10": -0.2, "text_complete_log10": -0.6},
+    "before (disagree waits 1.5 s)": {**_ANY_AUDIO, "text_sure_log10": 1.0},
+    "text >= -0.2 trusted after 0.3 s": _ANY_AUDIO,
+    "... and 'complete' text >= -0.6": {**_ANY_AUDIO, "text_complete_log10": -0.6},
+    "at once only if Smart Turn >= 0.9": {},  # the default
+    "... Smart Turn >= 0.8": {"turn_sure_threshold": 0.8},
+    "... Smart Turn >= 0.95": {"turn_sure_threshold": 0.95},
+    "... and unsure waits 1.2 s": {"uncertain_wait_s": 1.2},
 }
 
 
 def _evaluate(samples: list[Sample], settings, changes: dict[str, float]) -> dict:
     from dataclasses import replace
 
-    from app.conversation.state import eot_wait
+    from app.conversation.turn_rule import eot_wait
 
-    settings = replace(settings, **changes)
+    settings = replace(settings, **{k: min(v, settings.disagree_wait_s) if k == "uncertain_wait_s" else v
+                                    for k, v in changes.items()})  # a shorter max_wait_ms caps the waits
     out: dict[str, dict] = {}
     for source in ("real", "kokoro", "espeak", "preamble"):
         mine = [s for s in samples if s.source == source]

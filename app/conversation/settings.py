@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.conversation.state import TurnSettings
+from app.conversation.turn_rule import TurnSettings
 from app.conversation.vad_segmenter import VadSettings
 
 

@@ -13,6 +13,7 @@ from typing import assert_never
 from app.conversation import actions as a
 from app.conversation import events as e
 from app.conversation.history import heard_both, heard_text
+from app.conversation.turn_rule import TurnSettings, decide
 
 Actions = tuple[a.Action, ...]
 
@@ -23,56 +24,6 @@ class Phase(Enum):
     USER_PAUSED = "user_paused"  # waiting for verdict + transcript (+ text score); speculation may run
     RESPONDING = "responding"  # reply committed, not yet audible
     SPEAKING = "speaking"  # reply audible
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSettings:
-    """Timings in seconds. See docs/turn-taking.md for how they combine."""
-
-    pause_s: float = 0.2  # the VAD reports SpeechStopped this long after speech ended
-    max_wait_s: float = 2.0  # after SpeechStopped, reply anyway (with a non-empty transcript)
-    uncertain_wait_s: float = 1.0  # after SpeechStopped, reply when audio says complete and the text is unsure
-    disagree_wait_s: float = 1.5  # after SpeechStopped, reply when audio and text disagree
-    min_barge_in_s: float = 0.3  # speech during a reply must last this long to interrupt; 0: at once
-    turn_threshold: float = 0.5  # Smart Turn P(complete) at or above this: audio says complete
-    text_complete_log10: float = -1.2  # text score at or above: text says complete
-    text_fragment_log10: float = -3.0  # text score at or below: text says fragment; between: unsure
-    text_sure_log10: float = -0.2  # text score at or above: sure enough to answer over the audio's "not yet" ...
-    sure_wait_s: float = 0.3  # ... after this long (`cadence bench turns`: no added takeover; docs/turn-taking.md)
-    text_score_wait_s: float | None = 1.0  # after TranscriptFinal, wait this long for a text score (it comes from
-    # the reply's own prefill, which the first audio waits for anyway)
-    # (None: expect no text score; the session may also send EndOfUtteranceScore(score=None))
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float | int) and f.name.endswith("_s") and value < 0:
-                raise TurnSettingsError(f.name, f"must be >= 0, got {value}")
-        if not 0.0 <= self.turn_threshold <= 1.0:
-            raise TurnSettingsError("turn_threshold", f"must be in [0, 1], got {self.turn_threshold}")
-        if self.text_fragment_log10 > self.text_complete_log10:
-            raise TurnSettingsError("text_fragment_log10", "must be <= text_complete_log10")
-        if not self.uncertain_wait_s <= self.disagree_wait_s <= self.max_wait_s:
-            raise TurnSettingsError("max_wait_s", "need uncertain_wait_s <= disagree_wait_s <= max_wait_s, got "
-                                    f"{self.uncertain_wait_s} / {self.disagree_wait_s} / {self.max_wait_s}")
-
-    @classmethod
-    def scaled(cls, max_wait_s: float, **values: float) -> TurnSettings:
-        """Settings whose shorter waits (uncertain 1.0 s, disagree 1.5 s) never exceed ``max_wait_s``: a user who
-        wants every reply within 0.5 s gets 0.5 s for each."""
-        default = cls()
-        return cls(max_wait_s=max_wait_s, uncertain_wait_s=min(default.uncertain_wait_s, max_wait_s),
-                   disagree_wait_s=min(default.disagree_wait_s, max_wait_s),
-                   sure_wait_s=min(default.sure_wait_s, max_wait_s),
-                   text_score_wait_s=min(default.text_score_wait_s or max_wait_s, max_wait_s), **values)
-
-
-class TurnSettingsError(ValueError):
-    """An invalid turn-taking setting; ``field`` names it (the config maps it to its key)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,49 +80,13 @@ def _log(kind: str, **values: float | str) -> a.LogEvent:
 # ---- the end-of-turn fusion rule ---------------------------------------------------------------
 
 
-def text_opinion(score: float | None, settings: TurnSettings) -> bool | None:
-    """True: the text reads complete; False: a fragment; None: no score or in between."""
-    if score is None:
-        return None
-    if score >= settings.text_complete_log10:
-        return True
-    if score <= settings.text_fragment_log10:
-        return False
-    return None
-
-
-def eot_wait(cfg: TurnSettings, audio_p: float, text_log10: float | None) -> float:
-    """Seconds after SpeechStopped at which the rule replies, once Smart Turn's probability and the text score
-    (None: none) are known (`cadence bench turns` compares rules with it)."""
-    return _rule(cfg, audio_p, text_log10)[0]
-
-
-def _rule(cfg: TurnSettings, audio_p: float, text_log10: float | None) -> tuple[float, str]:
-    audio = audio_p >= cfg.turn_threshold
-    if text_log10 is None:  # no text signal: the audio verdict alone decides
-        return (0.0, "complete") if audio else (cfg.max_wait_s, "max_wait")
-    text = text_opinion(text_log10, cfg)
-    if audio and text is True:
-        return 0.0, "complete"
-    if audio and text is None:
-        return cfg.uncertain_wait_s, "uncertain_wait"
-    if not audio and text_log10 >= cfg.text_sure_log10:  # words this surely complete outweigh a flat voice
-        return min(cfg.sure_wait_s, cfg.disagree_wait_s), "text_sure"
-    if text is not None and text != audio:
-        return cfg.disagree_wait_s, "disagree_wait"
-    return cfg.max_wait_s, "max_wait"
-
-
 def end_of_turn(state: ConversationState, t: float) -> str | None:
     """Why the paused user's turn ends at ``t`` ("complete", "uncertain_wait", "text_sure", "disagree_wait",
     "max_wait"), or None.
 
     Needs a non-empty final transcript. Then: reply at ``max_wait_s`` after SpeechStopped whatever
     the signals say. Before that, with the audio verdict in (and the text score in, or given up on
-    ``text_score_wait_s`` after the transcript): with no text score, the audio verdict decides; audio complete
-    and text complete -> reply now; audio complete and text unsure -> reply at ``uncertain_wait_s``; audio
-    incomplete but the text at or above ``text_sure_log10`` -> reply at ``sure_wait_s``; audio and text disagree
-    otherwise -> reply at ``disagree_wait_s``; otherwise wait for ``max_wait_s``.
+    ``text_score_wait_s`` after the transcript): reply once `turn_rule.decide` says so.
     """
     cfg = state.settings
     if not state.transcript:
@@ -187,7 +102,7 @@ def end_of_turn(state: ConversationState, t: float) -> str | None:
         and t - state.transcript_at < cfg.text_score_wait_s
     ):
         return None
-    wait, reason = _rule(cfg, state.audio_probability, state.text_score)
+    wait, reason = decide(cfg, state.audio_probability, state.text_score)
     return reason if waited >= wait and reason != "max_wait" else None
 
 
