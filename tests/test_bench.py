@@ -171,7 +171,7 @@ def test_bench_answers_asks_through_the_spoken_session(tmp_path):
 
 def test_bench_turns_counts_takeovers_and_waits_per_rule():
     """The rule evaluation, on hand-made features: a hesitation heard as a question that Smart Turn calls complete
-    without being sure (0.85) is taken over by the rules before and not by the default (a 1.0 s wait); a complete
+    without being sure (0.85) is taken over by the rules before and not by the default (a 1.2 s wait); a complete
     question in a flat voice (Smart Turn 0.02, text -0.08) waits 1.5 s under the oldest rule and 0.3 s under the
     default."""
     import numpy as np
@@ -188,7 +188,7 @@ def test_bench_turns_counts_takeovers_and_waits_per_rule():
     previous = _evaluate(samples, TurnSettings(), RULES["text >= -0.2 trusted after 0.3 s"])["kokoro"]
     assert (previous["takeovers"], previous["wait_mean_s"], previous["waited_1s_or_more"]) == (1, 0.3, 0)
     assert (default["takeovers"], default["wait_mean_s"], default["waited_1s_or_more"]) == (0, 0.3, 0)
-    assert RULES["at once only if Smart Turn >= 0.9"] == {} and TurnSettings().turn_sure_threshold == 0.9
+    assert RULES["... and unsure waits 1.2 s"] == {} and TurnSettings().turn_sure_threshold == 0.9
 
 
 @pytest.mark.slow

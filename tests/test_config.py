@@ -99,9 +99,11 @@ def test_a_short_max_wait_scales_the_shorter_waits():
     turn = config.runtime_settings(config.load(None, ["turn.max_wait_ms=500"])).session.turn
     assert (turn.max_wait_s, turn.uncertain_wait_s, turn.disagree_wait_s) == (0.5, 0.5, 0.5)
     turn = config.runtime_settings(config.load(None, ["turn.max_wait_ms=1200"])).session.turn
-    assert (turn.max_wait_s, turn.uncertain_wait_s, turn.disagree_wait_s) == (1.2, 1.0, 1.2)
+    assert (turn.max_wait_s, turn.uncertain_wait_s, turn.disagree_wait_s) == (1.2, 1.2, 1.2)
+    turn = config.runtime_settings(config.load(None, ["turn.max_wait_ms=1100"])).session.turn
+    assert (turn.max_wait_s, turn.uncertain_wait_s, turn.disagree_wait_s) == (1.1, 1.1, 1.1)
     default = config.runtime_settings(config.Config()).session.turn
-    assert (default.max_wait_s, default.uncertain_wait_s, default.disagree_wait_s) == (2.0, 1.0, 1.5)
+    assert (default.max_wait_s, default.uncertain_wait_s, default.disagree_wait_s) == (2.0, 1.2, 1.5)
 
 
 def test_the_turn_and_vad_settings_come_from_the_config():

@@ -184,10 +184,10 @@ def test_words_surely_complete_are_answered_soon_whatever_the_voice_says():
 
 
 def test_unsure_text_score_waits_a_little_longer_when_audio_says_complete():
-    """JFK's "And so my fellow Americans." pause: audio complete, text unsure -> wait uncertain_wait_s (1.0 s)."""
-    s, out = run(user_turn(1, 0.0, p=0.92, score=-1.8) + [Tick(2.19)])  # stopped at 1.2
+    """JFK's "And so my fellow Americans." pause: audio complete, text unsure -> wait uncertain_wait_s (1.2 s)."""
+    s, out = run(user_turn(1, 0.0, p=0.92, score=-1.8) + [Tick(2.39)])  # stopped at 1.2
     assert not of(out, a.CommitReply)
-    s, out = run([Tick(2.2)], s)
+    s, out = run([Tick(2.4)], s)
     assert of(out, a.CommitReply) == [a.CommitReply(1)]
     assert [x.detail.split()[0] for x in of(out, a.LogEvent)] == ["reason=uncertain_wait"]
 

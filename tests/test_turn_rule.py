@@ -26,9 +26,9 @@ def test_text_opinion_bands(score, opinion):
     (0.90, -1.2, 0.0, "complete"),  # the edges of both bands
     (0.80, -0.10, 0.3, "text_sure"),  # words surely complete, a voice that only leans: a short wait
     (0.04, -0.005, 0.3, "text_sure"),  # a flat voice, words surely complete
-    (0.73, -0.60, 1.0, "uncertain_wait"),  # "What is that?" heard for "What is the, …": the voice only leans
-    (0.88, -0.25, 1.0, "uncertain_wait"),  # "Is it tomato, a fruit?" cut at the hesitation
-    (0.98, -1.69, 1.0, "uncertain_wait"),  # the voice sure, the words unsure ("1,0001" read from a card)
+    (0.73, -0.60, 1.2, "uncertain_wait"),  # "What is that?" heard for "What is the, …": the voice only leans
+    (0.88, -0.25, 1.2, "uncertain_wait"),  # "Is it tomato, a fruit?" cut at the hesitation
+    (0.98, -1.69, 1.2, "uncertain_wait"),  # the voice sure, the words unsure ("1,0001" read from a card)
     (0.95, -3.26, 1.5, "disagree_wait"),  # "What is the capital?" before "… of Australia": a fragment
     (0.20, -0.50, 1.5, "disagree_wait"),  # words likely complete, the voice "not yet"
     (0.30, -2.00, 2.0, "max_wait"),  # neither
@@ -57,7 +57,7 @@ def test_the_sure_threshold_at_zero_is_the_rule_before():
     ({"turn_threshold": -0.1}, "turn_threshold"),
     ({"sure_wait_s": -1.0}, "sure_wait_s"),
     ({"text_fragment_log10": -1.0}, "text_fragment_log10"),
-    ({"uncertain_wait_s": 1.8}, "max_wait_s"),
+    ({"uncertain_wait_s": 1.8}, "max_wait_s"),  # longer than disagree_wait_s
 ])
 def test_bad_settings_name_their_field(changes, field):
     with pytest.raises(TurnSettingsError) as err:

@@ -14,12 +14,12 @@ class TurnSettings:
 
     pause_s: float = 0.2  # the VAD reports SpeechStopped this long after speech ended
     max_wait_s: float = 2.0  # after SpeechStopped, reply anyway (with a non-empty transcript)
-    uncertain_wait_s: float = 1.0  # after SpeechStopped, reply when one signal leans "complete", the other is unsure
+    uncertain_wait_s: float = 1.2  # after SpeechStopped, reply when one signal leans "complete", the other is unsure
     disagree_wait_s: float = 1.5  # after SpeechStopped, reply when audio and text disagree
     min_barge_in_s: float = 0.3  # speech during a reply must last this long to interrupt; 0: at once
     turn_threshold: float = 0.5  # Smart Turn P(complete) at or above this: audio says complete
     turn_sure_threshold: float = 0.9  # ... at or above this: surely complete, a merely likely text suffices (a
-    # hesitation heard as a question, "What is that?" for "What is the, …", reads 0.66-0.88; questions 0.95-0.99)
+    # hesitation heard as a question, "What is that?" for "What is the, …", reads 0.65-0.88; questions 0.95-0.99)
     text_complete_log10: float = -1.2  # text score at or above: text says complete
     text_fragment_log10: float = -3.0  # text score at or below: text says fragment; between: unsure
     text_sure_log10: float = -0.2  # text score at or above: sure enough to answer over the audio's "not yet" ...
@@ -44,7 +44,7 @@ class TurnSettings:
 
     @classmethod
     def scaled(cls, max_wait_s: float, **values: float) -> TurnSettings:
-        """Settings whose shorter waits (uncertain 1.0 s, disagree 1.5 s) never exceed ``max_wait_s``: a user who
+        """Settings whose shorter waits (uncertain 1.2 s, disagree 1.5 s) never exceed ``max_wait_s``: a user who
         wants every reply within 0.5 s gets 0.5 s for each."""
         default = cls()
         return cls(max_wait_s=max_wait_s, uncertain_wait_s=min(default.uncertain_wait_s, max_wait_s),
@@ -84,7 +84,7 @@ def decide(cfg: TurnSettings, audio_p: float, text_log10: float | None) -> tuple
     >>> decide(TurnSettings(), 0.95, -0.5)  # both say complete, the audio surely
     (0.0, 'complete')
     >>> decide(TurnSettings(), 0.7, -0.6)  # "What is that?" for "What is the, …": the voice only leans
-    (1.0, 'uncertain_wait')
+    (1.2, 'uncertain_wait')
     >>> decide(TurnSettings(), 0.04, -0.01)  # a flat voice, words surely complete
     (0.3, 'text_sure')
     """
