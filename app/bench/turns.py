@@ -81,11 +81,11 @@ def _features(s: Sample) -> dict:
 # the rules compared, as changes to the turn-taking settings: the rules before (no trust in a surely complete text
 # over the audio's "not yet"; then any Smart Turn "complete" with a likely text at once), the default chosen with this
 # set (at once only when Smart Turn is sure, >= 0.9; a 1.2 s wait when one signal is unsure) and its neighbours
-_ANY_AUDIO = {"turn_sure_threshold": 0.0}  # before: Smart Turn's "complete" (>= turn_threshold) was enough
+_BEFORE = {"turn_sure_threshold": 0.0, "uncertain_wait_s": 1.0}  # any Smart Turn "complete" was enough; 1.0 s
 RULES: dict[str, dict[str, float]] = {
-    "before (disagree waits 1.5 s)": {**_ANY_AUDIO, "text_sure_log10": 1.0},
-    "text >= -0.2 trusted after 0.3 s": _ANY_AUDIO,
-    "... and 'complete' text >= -0.6": {**_ANY_AUDIO, "text_complete_log10": -0.6},
+    "before (disagree waits 1.5 s)": {**_BEFORE, "text_sure_log10": 1.0},
+    "text >= -0.2 trusted after 0.3 s": _BEFORE,
+    "... and 'complete' text >= -0.6": {**_BEFORE, "text_complete_log10": -0.6},
     "at once only if Smart Turn >= 0.9": {"uncertain_wait_s": 1.0},
     "... and unsure waits 1.2 s": {},  # the default
     "... with Smart Turn >= 0.8": {"turn_sure_threshold": 0.8},
