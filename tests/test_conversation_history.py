@@ -45,6 +45,12 @@ def test_append_drops_empty_and_merges_same_role():
     assert history.messages == (Message("user", "What is the tallest mountain in Africa?"),)
 
 
+def test_a_question_whose_reply_failed_is_forgotten_and_nothing_else():
+    h = History("sys").append("user", "Hi").append("assistant", "Hello!").append("user", "What is the capital?")
+    assert [m.text for m in h.without_unanswered().messages] == ["Hi", "Hello!"]
+    assert h.without_unanswered().without_unanswered() == h.without_unanswered()  # the answered turn stays
+
+
 def test_append_keeps_interrupted_flag():
     history = History().append("user", "Hi").append("assistant", "Hello, how", interrupted=True)
     assert history.messages[-1] == Message("assistant", "Hello, how", True)

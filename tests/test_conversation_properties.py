@@ -60,6 +60,9 @@ def test_random_sequences_keep_the_invariants(data, min_barge_in_s):
                 cancelled.add(action.turn_id)
             if isinstance(action, a.AppendHistory):
                 roles.append(action.role)
+            if isinstance(action, a.ForgetQuestion):  # only a reply of which nothing was heard forgets its question
+                heard = [x for x in actions if isinstance(x, a.AppendHistory)]
+                assert heard and heard[-1].role == "assistant" and not heard[-1].text.strip()
         if state.phase is Phase.LISTENING:
             assert state.transcript is None and state.barge_in_at is None and state.segments == ()
         if state.phase in (Phase.RESPONDING, Phase.SPEAKING):

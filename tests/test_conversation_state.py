@@ -365,8 +365,10 @@ def test_engine_failure_mid_reply_then_next_turn_works():
     s, out = run([EngineFailed(2.5, 1, "llm", "decode error")], speaking(played_s=1.0))
     assert out[:3] == [a.CancelReply(1, "llm_failed"), a.FlushPlayback(1),
                        a.AppendHistory("assistant", "Mount Kilimanjaro", interrupted=True)]
-    assert out[-1].kind == "engine_failed" and "decode error" in out[-1].detail
+    assert out[-1].kind == "engine_failed" and "decode error" in out[-1].detail and not of(out, a.ForgetQuestion)
     assert s.phase is Phase.LISTENING
+    _, out = run([EngineFailed(1.7, 1, "llm", "server gone")], committed(1, 0.0))  # nothing heard yet
+    assert out[2:4] == [a.AppendHistory("assistant", "", interrupted=True), a.ForgetQuestion(1)]
     s, out = run(user_turn(2, 10.0), s)
     assert s.phase is Phase.RESPONDING and of(out, a.CommitReply) == [a.CommitReply(2)]
 

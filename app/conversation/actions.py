@@ -112,6 +112,14 @@ class AppendHistory:
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetQuestion:
+    """Drop the user's last message from the chat history: its reply failed before a word of it was heard. Left
+    there, the next question would be merged into it and the model would answer both."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class LogEvent:
     """A timing/event record: ``detail`` is ``key=value`` pairs, never conversation words."""
 
@@ -122,5 +130,5 @@ class LogEvent:
 Action = (
     StartTranscription | ContinueTranscription | FinishTranscription | StartTurnDetection
     | StartSpeculativeReply | CommitReply | CancelReply | FlushPlayback | PausePlayback | ResumePlayback
-    | AppendHistory | LogEvent
+    | AppendHistory | ForgetQuestion | LogEvent
 )

@@ -90,6 +90,12 @@ class History:
             return replace(self, messages=self.messages[:-1] + (merged,))
         return replace(self, messages=self.messages + (Message(role, text, interrupted),))
 
+    def without_unanswered(self) -> History:
+        """The history without its last message when that is the user's (a question whose reply failed)."""
+        if self.messages and self.messages[-1].role == "user":
+            return replace(self, messages=self.messages[:-1])
+        return self
+
     def revise_last_reply(self, text: str) -> History:
         """The latest assistant message cut to ``text`` (what the user heard, as a client reports it later; the
         user may have spoken since); empty text drops it."""

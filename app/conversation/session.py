@@ -288,6 +288,8 @@ class Session:
             case a.AppendHistory(role=role, text=text, interrupted=interrupted, model_text=model_text):
                 history = self.history.append(role, model_text or text, interrupted)  # the model's own words
                 self.history = history.trim(self.settings.history_chars, per_message=12)  # a long session stays bounded
+            case a.ForgetQuestion():
+                self.history = self.history.without_unanswered()
             case a.LogEvent(kind=kind, detail=detail):
                 log.log(logging.INFO if kind in INFO_LOGS else logging.DEBUG, "%s %s", kind, detail)
             case _:

@@ -272,6 +272,8 @@ def _on_engine_failed(s: ConversationState, ev: e.EngineFailed) -> Result:
     if s.phase in (Phase.RESPONDING, Phase.SPEAKING):
         heard, written = s.heard_both()
         actions += (_assistant(heard, written, interrupted=True),)
+        if not heard:  # nothing of the reply was heard: the question was not answered either
+            actions += (a.ForgetQuestion(s.turn_id),)
     actions += (a.LogEvent("engine_failed", f"stage={ev.stage} phase={s.phase.value} reason={ev.reason}"),)
     return _end_reply(s, actions)
 
