@@ -90,7 +90,7 @@ class TurnConfig:
                                 "is this far under the speech's loudest block; 0 = when Silero says so", 0.0, 90.0)
     turn_threshold: float = _opt(0.5, "Smart Turn probability for 'complete'", 0.05, 0.95)
     turn_sure_threshold: float = _opt(0.9, "Smart Turn probability for 'surely complete': below it, words that are "
-                                      "only likely complete wait 1 s (a hesitation: 'What is the, ...'); 0 = no wait",
+                                      "only likely complete wait 1.2 s (a hesitation: 'What is the, ...'); 0 = no wait",
                                       0.0, 1.0)
     pipeline: str = _opt("cadence", "'naive' = a plain pipeline to compare with (bench conversation --baseline): "
                          "no decode or speculation before the end of turn, Smart Turn alone decides, the whole "
