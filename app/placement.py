@@ -3,9 +3,9 @@
 `probe()` looks once at the machine (an NVIDIA GPU through `nvidia-smi`, llama.cpp's GPU offload, torch's CUDA,
 onnxruntime's providers; each probe imports its library only when asked). `plan(cfg, machine)` is pure: it says
 for each engine whether it runs on the CPU, the GPU or a server, and, where `cuda` was asked for and cannot be had,
-the one line that says how to fix it. VAD and Smart Turn stay on the CPU lane whatever the setting (they are tiny,
-and the GPU is the device lane's). `cadence doctor` prints both; the engine factory takes the LLM's GPU layers
-from the plan."""
+the one line that says how to fix it. VAD and Smart Turn stay on the CPU whatever the setting (they are tiny,
+and the GPU is the device lane's; Smart Turn takes its turn on the device lane when that lane is the CPU's cores).
+`cadence doctor` prints both; the engine factory takes the LLM's GPU layers from the plan."""
 from __future__ import annotations
 
 import platform
@@ -90,7 +90,7 @@ def plan(cfg: Config, machine: Machine) -> Plan:
     want_gpu = compute in ("auto", "cuda")
     problems: list[str] = []
     places = [Place("vad", "cpu", "the CPU lane, always (tiny; the GPU is the device lane's)"),
-              Place("turn", "cpu", "the CPU lane, always (Smart Turn on the CPU, as designed)")]
+              Place("turn", "cpu", "the CPU, always: its own lane beside a GPU, else between the device lane's units")]
     if cfg.llm.base_url:
         places.append(Place("llm", "server", f"on the server at {cfg.llm.base_url}"))
         layers = 0

@@ -224,3 +224,12 @@ def test_a_conversation_ends_its_device_units_on_the_asynchronous_engines_sync()
     assert all(s.meta["sync_ms"] >= 0 for s in spans if s.lane == "device")
     assert all("sync_ms" not in s.meta for s in spans if s.lane != "device")
     assert max(s.meta["sync_ms"] for s in tts) >= GpuBeep.lag * 1000 * 0.5  # the barrier waited for the "kernels"
+    assert {s.lane for s in spans if s.stage == "turn"} == {"cpu"}  # beside a GPU, Smart Turn has its own lane
+
+
+def test_without_a_gpu_smart_turn_takes_its_turn_on_the_device_lane():
+    """On a CPU-only machine the device lane is the cores: Smart Turn's thread must not run beside it."""
+    spans: list = []
+    talk(engines(), spans=spans)
+    assert {s.lane for s in spans if s.stage == "turn"} == {"device"}
+    assert {s.lane for s in spans if s.stage == "vad"} == {"cpu"}

@@ -93,6 +93,10 @@ class EngineWork:
         self.max_reply_tokens, self.turn_threshold = max_reply_tokens, turn_threshold
         # the language model's units: on the device, or waiting on a server without holding the device
         self.llm_lane = REMOTE_LANE if engines.abilities.remote_llm else DEVICE_LANE
+        # Smart Turn: beside a GPU, on the CPU lane; where the device lane is the CPU's cores (no engine computes on
+        # a GPU), its own thread beside the device lane's would slow both (llama.cpp's threads wait for each other
+        # at every layer), so it takes its turn on the device lane (docs/scheduler.md)
+        self.turn_lane = CPU_LANE if engines.abilities.device_sync else DEVICE_LANE
         # A pause-onset decode is queued, running, or its text is on its way to start a speculation: a cache
         # warm-up now would only delay that speculation's prefill (it starts from wherever the cache is).
         self._pause_decode_waiting = False
@@ -116,7 +120,7 @@ class EngineWork:
         return self.scheduler.submit(WorkUnit(fn, stage, turn, priority, lane=lane, label=label or stage,
                                               meta=meta or {}), on_done=guarded)
 
-    # ---- the CPU lane ----------------------------------------------------------------------------------------
+    # ---- the CPU lane (and Smart Turn) ----------------------------------------------------------------------
     def judge(self, frame: np.ndarray, index: int, t_start: float, t_end: float) -> None:
         """The VAD on one microphone block; its verdict (or its failure) comes back as `VadJudged`, with the
         block's level."""
@@ -143,7 +147,7 @@ class EngineWork:
             self.post(e.TurnVerdict(self.scheduler.clock(), turn, p >= threshold, p))
 
         self.submit(turn, Stage.TURN, Priority.TURN, lambda tok: detector.probability_complete(audio), on_done=done,
-                    lane=CPU_LANE)
+                    lane=self.turn_lane)
 
     # ---- the recognizer ----------------------------------------------------------------------------------------
     def start_asr(self, turn: int) -> None:
