@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import pytest
 
 from app.audio.headless import HeadlessDuplex, array_source
 from app.audio.playback import PlaybackBuffer
@@ -233,3 +234,38 @@ def test_without_a_gpu_smart_turn_takes_its_turn_on_the_device_lane():
     talk(engines(), spans=spans)
     assert {s.lane for s in spans if s.stage == "turn"} == {"device"}
     assert {s.lane for s in spans if s.stage == "vad"} == {"cpu"}
+
+
+class SlowPromptLlm(PlainLlm):
+    """The system prompt takes a while to evaluate (as on a CPU); `fail` makes that evaluation raise."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail, self.evaluated = fail, threading.Event()
+
+    def start(self, messages: Sequence[Message], max_tokens: int = 256) -> ScriptedGeneration:
+        generation, llm = super().start(messages, max_tokens), self
+
+        class Slow(ScriptedGeneration):
+            def prefill(self) -> None:
+                time.sleep(0.4)
+                if llm.fail:
+                    raise ValueError("the model broke")
+                llm.evaluated.set()
+        return Slow(generation.words)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["warmed", "warming failed"])
+def test_the_session_is_ready_once_the_system_prompt_is_cached(fail):
+    llm = SlowPromptLlm(fail)
+    silence = np.zeros(3 * RATE, np.float32)
+    conversation = build_conversation(Config(), Engines(LoudnessVad(), SureTurn(), SteppedAsr(), llm, Beep()),
+                                      lambda playback: HeadlessDuplex(array_source(silence), playback, RATE),
+                                      cancel_echo=False)
+    conversation.start()
+    try:
+        assert not conversation.session.ready.is_set(), "ready before the system prompt was evaluated"
+        assert conversation.session.ready.wait(5), "never ready"
+        assert llm.evaluated.is_set() is not fail
+    finally:
+        conversation.stop()

@@ -9,6 +9,7 @@ the text end-of-utterance score from `engines.scorer`, stepped decoding from `en
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -193,12 +194,20 @@ class EngineWork:
         self.submit(turn, Stage.ASR, Priority.ASR, run, on_done=done, label=_FEED_LABELS[feed])
 
     # ---- the language model ------------------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        """Evaluate the system prompt once, so the first turn's prompt finds it in the LLM's cache."""
+    def warm_up(self, warmed: threading.Event) -> None:
+        """Evaluate the system prompt once, so the first turn's prompt finds it in the LLM's cache; `warmed` is set
+        when that is over, however it ended."""
         llm, scorer, messages = self.engines.llm, self.engines.scorer, self.messages("Hello")
         started: list[Generation] = []
 
         def run(tok: CancelToken) -> object:
+            try:
+                return warm(tok)
+            except BaseException:  # failed or cancelled: nothing more will warm it
+                warmed.set()
+                raise
+
+        def warm(tok: CancelToken) -> object:
             if not started:
                 started.append((scorer or llm).start(messages, 1))
             if not _prefill_slices(started[0], tok, WARM_UP_SLICE_TOKENS):
@@ -214,9 +223,11 @@ class EngineWork:
             return None
 
         def done(handle: UnitHandle) -> None:
-            if handle.result() is LATER:
-                self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP,
-                            lane=self.llm_lane)
+            if handle.result() is not LATER:
+                warmed.set()
+                return
+            self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP,
+                        lane=self.llm_lane)
 
         self.submit(NO_TURN, Stage.LLM, Priority.BACKGROUND, run, on_done=done, label=Label.WARM_UP, lane=self.llm_lane)
 

@@ -88,6 +88,9 @@ class Session:
         self._vad_failures = 0
         self.idle = threading.Event()
         self.idle.set()
+        # set once the system prompt is in the LLM's cache (or warming it failed): from then on the first answer is
+        # as quick as the later ones; the window says "ready" and a scripted user starts talking only then
+        self.ready = threading.Event()
 
     # ---- wiring ------------------------------------------------------------------------------------------
     def subscribe(self, observer: Observer) -> None:
@@ -103,7 +106,7 @@ class Session:
         return {"replies": sorted(self._replies), "speculations": self.speculations.turns()}
 
     def start(self) -> None:
-        self.work.warm_up()
+        self.work.warm_up(self.ready)
         self._thread = threading.Thread(target=self._run, name="session", daemon=True)
         self._thread.start()
         self.device.start(self._inbox.put)

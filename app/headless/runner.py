@@ -63,7 +63,12 @@ def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeo
         current = session()
         return current is not None and current.idle.is_set()
 
-    source = ScriptedInput(turns, RATE, agent_idle=agent_idle, agent_playing_s=agent_playing_s)
+    def agent_ready() -> bool:
+        current = session()
+        return current is not None and current.ready.is_set()
+
+    source = ScriptedInput(turns, RATE, agent_idle=agent_idle, agent_playing_s=agent_playing_s,
+                           agent_ready=agent_ready)
     devices: list[HeadlessDuplex] = []
 
     def open_device(playback: PlaybackBuffer) -> HeadlessDuplex:

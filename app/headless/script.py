@@ -19,6 +19,7 @@ from app.errors import InputError
 from engines.audio_io import read_audio
 
 LEAD_IN_S = 0.5  # silence before the first turn
+READY_WAIT_S = 30.0  # the first turn waits this long at most for the session to be ready (its prompt cached)
 MAX_WAIT_S = 60.0  # give up waiting for the agent after this long
 
 
@@ -87,9 +88,11 @@ class ScriptedInput:
     """The simulated user, as an input source: `(start_sample, n) -> samples | None` (None: the session is over)."""
 
     def __init__(self, turns: list[UserTurn], rate: int, agent_idle: Callable[[], bool],
-                 agent_playing_s: Callable[[], float | None]):
+                 agent_playing_s: Callable[[], float | None], agent_ready: Callable[[], bool] = lambda: True):
+        """`agent_ready`: whether the session says it is ready; the first turn waits for it (as a user waits for
+        the window's "ready"), at most `READY_WAIT_S`."""
         self.turns, self.rate = turns, rate
-        self.agent_idle, self.agent_playing_s = agent_idle, agent_playing_s
+        self.agent_idle, self.agent_playing_s, self.agent_ready = agent_idle, agent_playing_s, agent_ready
         self.index = -1  # turn being played; -1 = before the first
         self.pos = 0  # samples of the current turn played
         self.started_at: list[int] = []  # sample index at which each turn started
@@ -104,7 +107,7 @@ class ScriptedInput:
             return True
         nxt = self.turns[self.index + 1] if self.index + 1 < len(self.turns) else None
         if self.index == -1:
-            return now >= LEAD_IN_S * self.rate
+            return now >= LEAD_IN_S * self.rate and (self.agent_ready() or now >= READY_WAIT_S * self.rate)
         if nxt is not None and nxt.barge_in_s is not None:
             playing = self.agent_playing_s()
             return playing is not None and playing >= nxt.barge_in_s

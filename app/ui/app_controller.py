@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from engines.engine_set import Engines
 
 log = logging.getLogger("cadence.ui")
 AUDIO_RETRY_S = 2.0  # with no sound device when the conversation should start, look for one this often
+WARM_UP_WAIT_S = 60.0  # "ready" waits at most this long for the system prompt to be cached
 DeviceFactory = Callable[[Config, PlaybackBuffer, "AppController"], DuplexDevice]
 
 
@@ -166,6 +168,7 @@ class AppController:
                     self._swap(self.cfg, self.engines)
             self.bridge.audio_problem.emit("")
             self.bridge.state_changed.emit(*self._state())
+            self._await_warm_up()
             self.bridge.progress.emit("ready: talk to me" if self.session is not None else "")
         except DeviceError as exc:
             self.bridge.audio_problem.emit(str(exc))
@@ -229,6 +232,7 @@ class AppController:
                     return
                 if save:
                     config_mod.save(cfg, self.config_file)
+            self._await_warm_up()
         finally:
             if self.engines is not None:
                 self.bridge.ready.emit(dict(self.engines.names))
@@ -237,6 +241,17 @@ class AppController:
                 print("cadence: ready", file=sys.stderr, flush=True)
             self.bridge.state_changed.emit(*self._state())
             self.bridge.loading.emit(False)
+
+    def _await_warm_up(self) -> None:
+        """Until the system prompt is in the LLM's cache the first answer is seconds slower (CPU): say so, and say
+        "ready" only after it (the conversation listens already)."""
+        session = self.session
+        if session is None or session.ready.is_set():
+            return
+        self.bridge.progress.emit("preparing the language model")
+        deadline = time.monotonic() + WARM_UP_WAIT_S
+        while not session.ready.wait(0.1) and not self._closing.is_set() and time.monotonic() < deadline:
+            pass
 
     def _state(self) -> tuple[str, str]:
         """What the state indicator should say once a load is over."""
