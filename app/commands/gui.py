@@ -20,13 +20,8 @@ def demo_device(cfg, playback, controller):
     from app.paths import asset
     from engines.audio_io import read_audio
 
-    def session():
-        return controller.session
-
-    source = ScriptedInput([UserTurn(read_audio(asset("demo/q1_tallest_mountain.wav")), 0.5)], 16000,
-                           agent_idle=lambda: session() is not None and session().idle.is_set(),
-                           agent_playing_s=lambda: session().reply_playing_s() if session() else None,
-                           agent_ready=lambda: session() is not None and session().ready.is_set())
+    source = ScriptedInput.following([UserTurn(read_audio(asset("demo/q1_tallest_mountain.wav")), 0.5)], 16000,
+                                     lambda: controller.session)
     return HeadlessDuplex(source, playback, 16000)
 
 

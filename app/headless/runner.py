@@ -55,20 +55,7 @@ def run_conversation(engines: Engines, cfg: Config, turns: list[UserTurn], timeo
     def session() -> Session | None:
         return conversation.session if conversation is not None else None
 
-    def agent_playing_s() -> float | None:
-        current = session()
-        return current.reply_playing_s() if current is not None else None
-
-    def agent_idle() -> bool:
-        current = session()
-        return current is not None and current.idle.is_set()
-
-    def agent_ready() -> bool:
-        current = session()
-        return current is not None and current.ready.is_set()
-
-    source = ScriptedInput(turns, RATE, agent_idle=agent_idle, agent_playing_s=agent_playing_s,
-                           agent_ready=agent_ready)
+    source = ScriptedInput.following(turns, RATE, session)
     devices: list[HeadlessDuplex] = []
 
     def open_device(playback: PlaybackBuffer) -> HeadlessDuplex:

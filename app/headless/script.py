@@ -11,12 +11,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app.config import Config
 from app.errors import InputError
 from engines.audio_io import read_audio
+
+if TYPE_CHECKING:
+    from app.conversation.session import Session
 
 LEAD_IN_S = 0.5  # silence before the first turn
 READY_WAIT_S = 30.0  # the first turn waits this long at most for the session to be ready (its prompt cached)
@@ -100,6 +104,24 @@ class ScriptedInput:
         self._waiting_since = 0
         self.gave_up: list[int] = []  # turns after which the agent never went quiet
         self._force = False
+
+    @classmethod
+    def following(cls, turns: list[UserTurn], rate: int, session: Callable[[], Session | None]) -> ScriptedInput:
+        """The scripted user of the session `session()` returns (None until it exists): it waits for that session to
+        be ready, idle or far enough into its reply."""
+        def idle() -> bool:
+            current = session()
+            return current is not None and current.idle.is_set()
+
+        def playing_s() -> float | None:
+            current = session()
+            return current.reply_playing_s() if current is not None else None
+
+        def ready() -> bool:
+            current = session()
+            return current is not None and current.ready.is_set()
+
+        return cls(turns, rate, agent_idle=idle, agent_playing_s=playing_s, agent_ready=ready)
 
     def _ready(self, now: int) -> bool:
         if self._force:

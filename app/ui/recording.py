@@ -114,9 +114,7 @@ def record_demo(out: Path, max_reply_tokens: int = 48) -> None:
              UserTurn(read_audio(asset("demo/q2_how_tall.wav")), 0.8)]
     rec = Recorder()
     ran: list[Conversation] = []
-    source = ScriptedInput(turns, RATE, agent_idle=lambda: bool(ran) and ran[0].session.idle.is_set(),
-                           agent_playing_s=lambda: ran[0].session.reply_playing_s() if ran else None,
-                           agent_ready=lambda: bool(ran) and ran[0].session.ready.is_set())
+    source = ScriptedInput.following(turns, RATE, lambda: ran[0].session if ran else None)
     devices: list[HeadlessDuplex] = []
 
     def open_device(playback: PlaybackBuffer) -> HeadlessDuplex:
