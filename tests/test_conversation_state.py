@@ -183,6 +183,28 @@ def test_words_surely_complete_are_answered_soon_whatever_the_voice_says():
     assert "reason=text_sure waited_s=0.350" in out[-1].detail
 
 
+def test_words_surely_complete_need_no_verdict():
+    """On a CPU-only machine Smart Turn may run after the reply's first audio when the text is sure: the turn ends
+    sure_wait_s after the pause without it, as it would with any verdict below 0.9."""
+    stop = 1.2
+    events = [SpeechStarted(0.0), SpeechStopped(stop), TranscriptFinal(stop + 0.1, 1, QUESTION),
+              EndOfUtteranceScore(stop + 0.2, 1, -0.01)]
+    s, out = run(events + [Tick(stop + 0.29)])
+    assert not of(out, a.CommitReply)
+    s, out = run([Tick(stop + 0.3)], s)
+    assert of(out, a.CommitReply) == [a.CommitReply(1)]
+    assert of(out, a.CommitReply)[0].audio_p is None
+    assert "reason=text_sure waited_s=0.300 audio_p=none" in out[-1].detail
+    assert run([TurnVerdict(stop + 0.4, 1, True, 0.97)], s)[1] == []  # the late verdict changes nothing
+
+
+@pytest.mark.parametrize("score", [-0.5, -5.0, None], ids=["likely", "fragment", "none"])
+def test_without_a_verdict_a_text_less_than_sure_waits_for_it(score):
+    s, out = run([SpeechStarted(0.0), SpeechStopped(1.2), TranscriptFinal(1.3, 1, QUESTION),
+                  EndOfUtteranceScore(1.4, 1, score), Tick(2.5)])
+    assert not of(out, a.CommitReply) and s.phase is Phase.USER_PAUSED
+
+
 def test_unsure_text_score_waits_a_little_longer_when_audio_says_complete():
     """JFK's "And so my fellow Americans." pause: audio complete, text unsure -> wait uncertain_wait_s (1.2 s)."""
     s, out = run(user_turn(1, 0.0, p=0.92, score=-1.8) + [Tick(2.39)])  # stopped at 1.2

@@ -124,7 +124,7 @@ def engines(vad: LoudnessVad | None = None) -> Engines:
 
 
 def talk(engines: Engines, seconds_after: float = 2.5, spans: list | None = None,
-         cfg: Config | None = None) -> list[Notification]:
+         cfg: Config | None = None, records: list | None = None) -> list[Notification]:
     """0.3 s of silence, 1 s of 'speech' (a loud tone), then silence; every notification of the session (and
     every span, into `spans`)."""
     t = np.arange(RATE) / RATE
@@ -141,6 +141,8 @@ def talk(engines: Engines, seconds_after: float = 2.5, spans: list | None = None
                                       observers=[items.append])
     if spans is not None:
         conversation.scheduler.spans.subscribe(spans.append)
+    if records is not None:
+        conversation.collector.listeners.append(records.append)
     conversation.start()
     try:
         assert devices[0].input_over.wait(30)
@@ -269,3 +271,62 @@ def test_the_session_is_ready_once_the_system_prompt_is_cached(fail):
         assert llm.evaluated.is_set() is not fail
     finally:
         conversation.stop()
+
+
+class SteadyAsr(SteppedAsr):
+    """Hears at the pause what it hears at the end: the speculation made at the pause is the reply."""
+
+    def partial(self) -> str:
+        return self.finish()
+
+
+class ScoringLlm(PlainLlm):
+    """A language model that reads a text score (`score`) from a slow prefill (0.4 s, as on a CPU), and whose first
+    chunk takes 0.2 s: Smart Turn is asked for while the prefill runs and is queued while that chunk runs."""
+
+    def __init__(self, score: float) -> None:
+        super().__init__()
+        self.score = score
+
+    def start(self, messages: Sequence[Message], max_tokens: int = 256) -> ScriptedGeneration:
+        generation, llm = super().start(messages, max_tokens), self
+
+        class Scored(ScriptedGeneration):
+            first = True
+
+            def prefill(self) -> None:
+                time.sleep(0.4)
+
+            def eou_score(self) -> float:
+                return llm.score
+
+            def step(self, max_tokens: int) -> GenerationStep:
+                if self.first:
+                    self.first = False
+                    time.sleep(0.2)
+                return super().step(max_tokens)
+        return Scored(generation.words)
+
+    def end_of_utterance_score(self, messages_until_user_text: Sequence[Message]) -> float:
+        return self.score
+
+
+@pytest.mark.parametrize("score", [-0.01, -0.5], ids=["surely complete", "likely complete"])
+def test_smart_turn_waits_for_the_first_audio_only_when_the_words_settle_the_turn(score):
+    """CPU-only: Smart Turn shares the device lane with the LLM. A surely complete text ends the turn without its
+    verdict, so it runs after the reply's first voiced segment (and its p still reaches the turn's record); a text
+    less than sure needs the verdict, which then comes before that segment is voiced."""
+    spans: list = []
+    records: list = []
+    assert isinstance(ScoringLlm(score), TextTurnScorer)
+    talk(Engines(LoudnessVad(), SureTurn(), SteadyAsr(), ScoringLlm(score), Beep()), spans=spans, records=records)
+    verdict = next(s for s in spans if s.stage == "turn" and s.status == "ok")
+    voice = min((s for s in spans if s.stage == "tts" and s.status == "ok"), key=lambda s: s.started_at)
+    decision = records[0].decision
+    if score > -0.2:
+        assert verdict.started_at >= voice.finished_at, "Smart Turn ran before the first segment was voiced"
+        assert decision["reason"] == "text_sure" and decision["audio_after_commit"] is True
+        assert decision["audio_p"] == pytest.approx(0.9)
+    else:
+        assert verdict.finished_at <= voice.started_at, "the verdict the turn needed came after the first voice"
+        assert decision["reason"] == "complete" and "audio_after_commit" not in decision

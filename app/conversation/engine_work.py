@@ -139,6 +139,11 @@ class EngineWork:
         self.scheduler.submit(WorkUnit(lambda tok: vad.probability(frame), Stage.VAD, NO_TURN, Priority.URGENT,
                                        lane=CPU_LANE), on_done=done)
 
+    @property
+    def turn_beside_llm(self) -> bool:
+        """Smart Turn and the language model take turns on one lane (a CPU-only machine, the model in-process)."""
+        return self.turn_lane == self.llm_lane
+
     def detect_turn(self, turn: int, audio: np.ndarray) -> None:
         """Smart Turn over the turn's audio; its verdict comes back as `TurnVerdict`."""
         detector, threshold = self.engines.turn, self.turn_threshold

@@ -40,6 +40,7 @@ from app.conversation.reply import Reply
 from app.conversation.settings import SessionSettings
 from app.conversation.speculation import Speculations
 from app.conversation.state import ConversationState, Phase, step
+from app.conversation.turn_check import TurnCheck
 from app.conversation.vad_segmenter import PauseOnset, VadState, vad_step
 from app.metrics.marks import record_span
 from app.metrics.waveform import speech_end_s
@@ -79,6 +80,8 @@ class Session:
         self._asr_pending: list[np.ndarray] = []
         self._blocks_since_feed = 0
         self.speculations = Speculations(self.work, self._new_reply, self.playback, scheduler, self.post)
+        self.turn_check = TurnCheck(self.work, settings.turn, defer=self.work.turn_beside_llm and not settings.naive
+                                    and engines.scorer is not None)
         self._replies: dict[int, Reply] = {}
         self._playing: dict[int, float] = {}  # turn -> time its first audio played
         self._reply_done: set[int] = set()
@@ -145,6 +148,7 @@ class Session:
                                 state.phase in (Phase.USER_SPEAKING, Phase.USER_PAUSED):
                             (self.speculations.at_pause if at_pause else self.speculations.warm)(turn, text)
                     case Scored(speculation=speculation):
+                        self.turn_check.scored(speculation.turn_id, speculation.score, self.scheduler.clock())
                         if (score := self.speculations.scored(speculation)) is not None:
                             self._apply(score)
                     case FromReply():
@@ -165,6 +169,7 @@ class Session:
         self.mic.append(block.mic, block.t_end)
         self._blocks_in = block.index
         self.work.judge(block.mic, block.index, block.t_end - len(block.mic) / self.device.rate, block.t_end)
+        self.turn_check.poll(self.scheduler.clock())
         for note in block.notes:
             t = block.t_out + note.offset / self.device.rate
             if note.first and note.turn not in self._playing:
@@ -269,7 +274,8 @@ class Session:
                 self._feed_asr(Feed.FINISH)
                 self._asr_turn = None
             case a.StartTurnDetection(turn_id=turn, from_t=from_t):
-                self.work.detect_turn(turn, self.mic.since(max(from_t - PREROLL_S, self.mic.t_end - TURN_WINDOW_S)))
+                audio = self.mic.since(max(from_t - PREROLL_S, self.mic.t_end - TURN_WINDOW_S))
+                self.turn_check.request(turn, audio, self.scheduler.clock(), self.speculations.score_of(turn))
             case a.StartSpeculativeReply(turn_id=turn, text=text):
                 self.speculations.on_transcript(turn, text, later=self.settings.naive)
             case a.CommitReply(turn_id=turn):
@@ -329,6 +335,8 @@ class Session:
         turn = item.source.turn
         if item.source is not self._replies.get(turn) and item.source is not self.speculations.reply_of(turn):
             return
+        if isinstance(item.item, e.ReplyAudio):
+            self.turn_check.voiced(turn)
         if self.speculations.hold_back(item):
             return
         match item.item:

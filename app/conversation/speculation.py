@@ -77,6 +77,11 @@ class Speculations:
         held = self._held.get(turn)
         return held.reply if held else None
 
+    def score_of(self, turn: int) -> tuple[float | None] | None:
+        """The text score of the turn's speculation (a 1-tuple: the score may be None), once its prefill read it."""
+        held = self._held.get(turn)
+        return (held.speculation.score,) if held is not None and held.speculation.scored else None
+
     def turns(self) -> list[int]:
         return sorted(self._held)
 

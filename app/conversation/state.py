@@ -13,7 +13,7 @@ from typing import assert_never
 from app.conversation import actions as a
 from app.conversation import events as e
 from app.conversation.history import heard_both, heard_text
-from app.conversation.turn_rule import TurnSettings, decide
+from app.conversation.turn_rule import TurnSettings, decide, sure_wait, text_decides
 
 Actions = tuple[a.Action, ...]
 
@@ -86,7 +86,8 @@ def end_of_turn(state: ConversationState, t: float) -> str | None:
 
     Needs a non-empty final transcript. Then: reply at ``max_wait_s`` after SpeechStopped whatever
     the signals say. Before that, with the audio verdict in (and the text score in, or given up on
-    ``text_score_wait_s`` after the transcript): reply once `turn_rule.decide` says so.
+    ``text_score_wait_s`` after the transcript): reply once `turn_rule.decide` says so. Without the verdict, a
+    surely complete text (`turn_rule.text_decides`) is answered at `sure_wait_s`, as `decide` would answer it.
     """
     cfg = state.settings
     if not state.transcript:
@@ -94,8 +95,9 @@ def end_of_turn(state: ConversationState, t: float) -> str | None:
     waited = t - state.stopped_at
     if waited >= cfg.max_wait_s:
         return "max_wait"
-    if state.audio_probability is None:
-        return None
+    if state.audio_probability is None:  # a surely complete text need not wait for the voice's verdict
+        sure = state.text_score_known and text_decides(cfg, state.text_score)
+        return "text_sure" if sure and waited >= sure_wait(cfg) else None
     if (
         cfg.text_score_wait_s is not None
         and not state.text_score_known

@@ -72,6 +72,22 @@ def text_opinion(score: float | None, settings: TurnSettings) -> bool | None:
     return None
 
 
+def text_decides(cfg: TurnSettings, text_log10: float | None) -> bool:
+    """Whether the text alone settles the end of the turn: words this surely complete are answered `sure_wait_s`
+    after the pause whatever the voice says (Smart Turn could only make it sooner), so its verdict need not come
+    first (`state.end_of_turn`; on a CPU-only machine the session runs it after the reply's first audio).
+
+    >>> text_decides(TurnSettings(), -0.05), text_decides(TurnSettings(), -0.6), text_decides(TurnSettings(), None)
+    (True, False, False)
+    """
+    return text_log10 is not None and text_log10 >= cfg.text_sure_log10
+
+
+def sure_wait(cfg: TurnSettings) -> float:
+    """Seconds after SpeechStopped at which a surely complete text is answered (`text_sure`)."""
+    return min(cfg.sure_wait_s, cfg.disagree_wait_s)
+
+
 def eot_wait(cfg: TurnSettings, audio_p: float, text_log10: float | None) -> float:
     """Seconds after SpeechStopped at which the rule replies, once Smart Turn's probability and the text score
     (None: none) are known (`cadence bench turns` compares rules with it)."""
@@ -94,8 +110,8 @@ def decide(cfg: TurnSettings, audio_p: float, text_log10: float | None) -> tuple
     text = text_opinion(text_log10, cfg)
     if text is True and audio_p >= max(cfg.turn_sure_threshold, cfg.turn_threshold):
         return 0.0, "complete"
-    if text_log10 >= cfg.text_sure_log10:  # words this surely complete outweigh a voice that does not sound done
-        return min(cfg.sure_wait_s, cfg.disagree_wait_s), "text_sure"
+    if text_decides(cfg, text_log10):  # words this surely complete outweigh a voice that does not sound done
+        return sure_wait(cfg), "text_sure"
     if audio and text is not False:  # one signal leans "complete", the other is not sure
         return cfg.uncertain_wait_s, "uncertain_wait"
     if text is not None and text != audio:

@@ -73,7 +73,8 @@ class TurnRecord:
     user_speech_end: float | None = None  # session clock
     first_audio_at: float | None = None
     barge_in_ms: float | None = None  # speech onset -> agent silent, for an interrupted reply
-    decision: dict = field(default_factory=dict)  # why the turn ended: reason, audio_p, text_log10, waited_ms
+    decision: dict = field(default_factory=dict)  # why the turn ended: reason, audio_p, text_log10, waited_ms (and
+    # audio_after_commit: Smart Turn ran after the commit, its p did not decide)
 
 
 class TurnCollector:
@@ -97,6 +98,9 @@ class TurnCollector:
             self._committed = item.turn_id
             self._decision = {"reason": item.reason, "audio_p": item.audio_p, "text_log10": item.text_log10,
                               "waited_ms": round(item.waited_s * 1000, 1), "at": item.at}
+        elif isinstance(item, e.TurnVerdict) and item.turn_id == self._committed and \
+                self._decision.get("audio_p") is None:  # it ran after the commit (the words settled the turn)
+            self._decision = {**self._decision, "audio_p": item.probability, "audio_after_commit": True}
         elif isinstance(item, a.AppendHistory) and item.role == "assistant" and self._committed is not None:
             self._close(self._committed, item.text, item.interrupted)
             self._committed = None
