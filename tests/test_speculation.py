@@ -198,6 +198,8 @@ def test_each_turn_says_why_it_ended():
     assert commit.waited_s >= 0 and commit.at is not None
     assert end_of_turn_label({"reason": "text_sure", "audio_p": 0.04, "text_log10": -0.005}) == \
         "turn over: text_sure (Smart Turn 0.04, text -0.01)"
+    assert end_of_turn_label({"reason": "text_sure", "audio_p": 0.83, "text_log10": -0.01,
+                              "audio_after_commit": True}) == "turn over: text_sure (Smart Turn 0.83 later, text -0.01)"
     assert end_of_turn_label({"reason": "complete", "audio_p": 0.9, "text_log10": None}) == \
         "turn over: complete (Smart Turn 0.90)"
 

@@ -20,7 +20,8 @@ import numpy as np
 from app.conversation.engine_work import EngineWork
 from app.conversation.turn_rule import TurnSettings, text_decides
 
-MAX_WAIT_SCORE_S = 0.6  # a request whose text score has not come by then runs at once
+MAX_WAIT_SCORE_S = 1.0  # a request whose text score has not come by then runs at once (as the core, which then
+# decides without the score: `TurnSettings.text_score_wait_s`)
 MAX_WAIT_VOICE_S = 3.0  # ... and one whose reply has voiced nothing by then (its verdict is for the record only)
 
 

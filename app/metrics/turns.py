@@ -2,7 +2,9 @@
 
 For the turn whose reply was committed (all times on the perf_counter session clock):
 - asr: VAD stop (the user paused for `pause_s`) -> final transcript ready (the `asr-finish` unit finished)
-- turn: VAD stop -> Smart Turn verdict (the `turn` unit finished)
+- turn: VAD stop -> the end of the turn decided (the commit, where the turn's used `speculation` span ends: Smart
+  Turn's verdict, the text score and the rule's wait; on a CPU-only machine the verdict may come after it, when
+  the words alone decided)
 - llm_first_token: the reply's first LLM chunk queued -> first token text produced (the reply is prepared
   during the pause, held until the commit: this is its own generation time, wherever it fell; the prefill ran
   before it, and a discarded speculation's units are not counted)
@@ -41,11 +43,11 @@ def stage_latencies(spans: list[Span], speech: Span | None = None) -> dict[str, 
     stop_at = speech.meta.get("stop_at") if speech else None
     out: dict[str, float | None] = dict.fromkeys(STAGES)
     asr = _first(spans, lambda s: s.stage == Stage.ASR and s.label == Label.ASR_FINISH and s.status == "ok")
-    turn = _first(spans, lambda s: s.stage == Stage.TURN and s.status == "ok")
+    commit = _first(spans, lambda s: s.stage == Stage.SPECULATION and s.meta.get("used"))
     if stop_at is not None and asr:
         out[Latency.ASR] = (asr.finished_at - stop_at) * 1000
-    if stop_at is not None and turn:
-        out[Latency.TURN] = (turn.finished_at - stop_at) * 1000
+    if stop_at is not None and commit:
+        out[Latency.TURN] = (commit.finished_at - stop_at) * 1000
     # work of a speculation that was discarded (its words changed, the user resumed) is not the reply's
     wasted = {s.meta.get("number") for s in spans if s.stage == Stage.SPECULATION and not s.meta.get("used")}
     spans = [s for s in spans if s.meta.get("speculation") is None or s.meta.get("speculation") not in wasted]

@@ -192,9 +192,11 @@ class Timeline:
 
 
 def end_of_turn_label(decision: dict) -> str:
-    """'turn over: complete (Smart Turn 0.97, text -0.01)': why the reply was committed."""
+    """'turn over: complete (Smart Turn 0.97, text -0.01)': why the reply was committed ('Smart Turn 0.83 later':
+    it ran after the commit, the words alone ended the turn)."""
     p, text = decision.get("audio_p"), decision.get("text_log10")
-    signals = ", ".join(x for x in ("" if p is None else f"Smart Turn {p:.2f}",
+    later = " later" if decision.get("audio_after_commit") else ""
+    signals = ", ".join(x for x in ("" if p is None else f"Smart Turn {p:.2f}{later}",
                                     "" if text is None else f"text {text:.2f}") if x)
     return f"turn over: {decision.get('reason', '?')}" + (f" ({signals})" if signals else "")
 
