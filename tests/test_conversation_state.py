@@ -195,7 +195,8 @@ def test_words_surely_complete_need_no_verdict():
     assert of(out, a.CommitReply) == [a.CommitReply(1)]
     assert of(out, a.CommitReply)[0].audio_p is None
     assert "reason=text_sure waited_s=0.300 audio_p=none" in out[-1].detail
-    assert run([TurnVerdict(stop + 0.4, 1, True, 0.97)], s)[1] == []  # the late verdict changes nothing
+    late = run([TurnVerdict(stop + 0.4, 1, True, 0.97)], s)  # the late verdict changes nothing; it is logged
+    assert late[0] == s and late[1] == [a.LogEvent("turn_verdict", "p=0.970 after_s=0.400 after_commit=yes")]
 
 
 @pytest.mark.parametrize("score", [-0.5, -5.0, None], ids=["likely", "fragment", "none"])

@@ -212,6 +212,8 @@ def _on_tick(s: ConversationState, ev: e.Tick) -> Result:
 
 
 def _on_verdict(s: ConversationState, ev: e.TurnVerdict) -> Result:
+    if s.phase in (Phase.RESPONDING, Phase.SPEAKING) and s.audio_probability is None:  # the words ended the turn
+        return s, (_log("turn_verdict", p=ev.probability, after_s=ev.t - s.stopped_at, after_commit="yes"),)
     if s.phase is not Phase.USER_PAUSED or s.audio_probability is not None:
         return s, ()
     s = replace(s, audio_probability=ev.probability)
