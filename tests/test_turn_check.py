@@ -86,3 +86,14 @@ def test_a_new_request_replaces_a_waiting_one():
     tc.request(2, AUDIO, 1.0, (LIKELY,))
     tc.scored(1, LIKELY, 1.1)
     assert work.turns == [2]
+
+
+def test_a_cancelled_turn_asks_for_no_verdict():
+    tc, work = check()
+    tc.request(1, AUDIO, 0.0, (SURE,))
+    tc.cancel(2)
+    assert tc.waiting is Waiting.VOICE
+    tc.cancel(1)
+    tc.voiced(1)
+    tc.poll(100.0)
+    assert work.turns == [] and tc.waiting is None

@@ -282,6 +282,7 @@ class Session:
                 self._replies[turn] = self.speculations.commit(turn)
             case a.CancelReply(turn_id=turn):
                 self.speculations.cancel(turn)
+                self.turn_check.cancel(turn)
                 reply = self._replies.pop(turn, None)
                 if reply is not None:
                     reply.cancel()

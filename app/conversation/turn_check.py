@@ -75,6 +75,11 @@ class TurnCheck:
             self._parked = None
             self.work.detect_turn(turn, parked.audio)
 
+    def cancel(self, turn: int) -> None:
+        """The turn's reply is not wanted (the user resumed, barge-in, a failure): its verdict is not either."""
+        if self._parked is not None and self._parked.turn == turn:
+            self._parked = None
+
     def poll(self, now: float) -> None:
         """On each microphone block: a request that waited too long runs at once."""
         parked = self._parked
